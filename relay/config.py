@@ -1,0 +1,219 @@
+"""Load `relay.yaml` once into a validated, compiled, immutable config.
+
+Everything an operator can get wrong is found here, at load, with the file,
+line and document path (``config/relay.yaml:14: routes[1].to[0]: unknown
+destination 'crn'``), so the rest of the relay trusts what it is given:
+schema errors (msgspec), rule errors (:mod:`relay.rules`), template errors
+(:mod:`relay.templates`) and cross references.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from . import rules, yamlsource
+from .destinations import Destination, compile_destination
+from .errors import ConfigError, Problem, SpecError
+from .model import DOCUMENTED_EVENT_NAMES
+from .routing import CompiledRoute, RouteTable
+from .settings import Config, Destination as DestinationSpec, Name
+from .units import dec_hook, schema_hook
+
+DEFAULT_PATH = "config/relay.yaml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`$")
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """The validated config and what was compiled from it."""
+
+    source: str
+    settings: Config
+    destinations: Mapping[str, Destination]
+    table: RouteTable
+    warnings: tuple[Problem, ...] = ()
+    secrets: frozenset[str] = field(default_factory=frozenset)
+
+    def summary(self) -> str:
+        return f"ok: {len(self.table.routes)} routes, {len(self.destinations)} destinations"
+
+
+def default_path() -> str:
+    """``$RELAY_CONFIG``, else ``config/relay.yaml`` (CONTRACT section 2)."""
+    return os.environ.get("RELAY_CONFIG") or DEFAULT_PATH
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> RelayConfig:
+    """Read and compile the config file; raise :class:`ConfigError` listing every problem."""
+    file = str(path) if path is not None else default_path()
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(file, None, "", "config file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(file, None, "", f"cannot read config file: {exc}")]) from None
+    return parse_config(text, file, env)
+
+
+def parse_config(text: str, file: str = "<config>",
+                 env: Mapping[str, str] | None = None) -> RelayConfig:
+    """Like :func:`load_config`, from text (tests and reload use it directly)."""
+    doc = yamlsource.load(text, file, env)
+    if doc.problems and doc.data is None:
+        raise ConfigError(doc.problems)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([doc.problem("", "expected a mapping at the top of the file")])
+    problems = list(doc.problems)
+    settings = _convert(data, doc, problems)
+    if settings is None or problems:
+        raise ConfigError(problems)
+    return _compile(settings, doc, problems)
+
+
+def _convert(data: dict[str, Any], doc: yamlsource.Document,
+             problems: list[Problem]) -> Config | None:
+    """Schema validation; destinations one by one so errors name the destination."""
+    raw_dest = data.get("destinations") or {}
+    if not isinstance(raw_dest, dict):
+        problems.append(doc.problem("destinations", "expected a mapping of name: destination"))
+        raw_dest = {}
+    try:
+        settings = msgspec.convert({**data, "destinations": {}}, Config, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        problems.append(_located(exc, "", doc))
+        return None
+    destinations: dict[str, DestinationSpec] = {}
+    for name, spec in raw_dest.items():
+        path = f"destinations.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            problems.append(doc.problem(path, "destination names use letters, digits, _ . -"))
+            continue
+        try:
+            destinations[name] = msgspec.convert(spec, DestinationSpec, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            problems.append(_located(exc, path, doc))
+    return msgspec.structs.replace(settings, destinations=destinations)
+
+
+def _located(exc: msgspec.ValidationError, prefix: str, doc: yamlsource.Document) -> Problem:
+    m = _AT.match(str(exc))
+    assert m is not None
+    message, sub = m.group("msg"), (m.group("path") or "")
+    path = prefix + sub if sub.startswith("[") or not prefix else f"{prefix}{sub}"
+    path = path.lstrip(".")
+    unknown = _UNKNOWN.match(message)
+    if unknown:
+        path = f"{path}.{unknown.group('key')}".lstrip(".")
+        message = f"unknown key '{unknown.group('key')}'"
+    elif message.startswith("Invalid value") and path.endswith(".type"):
+        message += " (expected one of: slack, http, log)"
+    elif message.startswith("Object missing required field"):
+        message = "missing required key " + message.split("`")[1].join("''")
+    return doc.problem(path, message)
+
+
+def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]) -> RelayConfig:
+    warnings: list[Problem] = []
+    destinations: dict[str, Destination] = {}
+    for name, spec in settings.destinations.items():
+        path = f"destinations.{name}"
+        try:
+            dest = compile_destination(name, spec, path)
+        except SpecError as exc:
+            problems.append(doc.problem(exc.path, exc.message))
+            continue
+        destinations[name] = dest
+        if not dest.enabled:
+            warnings.append(doc.problem(path, f"destination '{name}' is disabled"
+                                        f" ({dest.disabled_reason}); routes to it send nothing"))
+
+    routes: list[CompiledRoute] = []
+    seen: dict[str, int] = {}
+    for i, route in enumerate(settings.routes):
+        path = f"routes[{i}]"
+        if route.name in seen:
+            problems.append(doc.problem(f"{path}.name", f"duplicate route name '{route.name}'"
+                                        f" (also routes[{seen[route.name]}])"))
+        seen.setdefault(route.name, i)
+        for j, target in enumerate(route.to):
+            if target not in settings.destinations:
+                hint = _did_you_mean(target, settings.destinations)
+                problems.append(doc.problem(f"{path}.to[{j}]",
+                                            f"unknown destination '{target}'{hint}"))
+        try:
+            when = rules.compile_when(route.when, f"{path}.when")
+        except SpecError as exc:
+            problems.append(doc.problem(exc.path, exc.message))
+            continue
+        warnings.extend(_event_name_warnings(route.when, f"{path}.when", doc))
+        if route.group is not None:
+            problems.extend(_group_problems(route, path, doc, warnings))
+        routes.append(CompiledRoute(name=route.name, when=when, to=tuple(route.to),
+                                    stop=route.stop, group=route.group))
+    if problems:
+        raise ConfigError(problems)
+    secrets = {settings.server.token} if settings.server.token else set()
+    for dest in destinations.values():
+        secrets |= dest.secrets
+    return RelayConfig(
+        source=doc.file, settings=settings, destinations=destinations,
+        table=RouteTable(tuple(routes), frozenset(n for n, d in destinations.items()
+                                                  if d.enabled)),
+        warnings=tuple(warnings), secrets=frozenset(s for s in secrets if s))
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _event_name_warnings(when: Any, path: str, doc: yamlsource.Document) -> list[Problem]:
+    out = []
+    for at, value in rules.literal_comparisons(when, "event_name", path):
+        if isinstance(value, str) and value not in DOCUMENTED_EVENT_NAMES:
+            hint = _did_you_mean(value, DOCUMENTED_EVENT_NAMES)
+            out.append(doc.problem(at, f"'{value}' is not an event name Pushwoosh documents"
+                                   f"{hint}; it still matches events that carry it"))
+    return out
+
+
+def _group_problems(route: Any, path: str, doc: yamlsource.Document,
+                    warnings: list[Problem]) -> list[Problem]:
+    from .model import EVENT_FIELDS
+
+    group = route.group
+    problems = []
+    for key in ("wait", "interval"):
+        if getattr(group, key) <= 0:
+            problems.append(doc.problem(f"{path}.group.{key}", "must be a positive duration"))
+    for i, name in enumerate(group.by):
+        if name not in EVENT_FIELDS:
+            warnings.append(doc.problem(
+                f"{path}.group.by[{i}]",
+                f"'{name}' is not a documented event field{_did_you_mean(name, EVENT_FIELDS)};"
+                " events without it form their own group"))
+    return problems
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config file, from the same types that validate it."""
+    schema: dict[str, Any] = msgspec.json.schema(Config, schema_hook=schema_hook)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pushwoosh-relay config"
+    return schema
+
+
+__all__ = ["DEFAULT_PATH", "ConfigError", "Name", "RelayConfig", "default_path", "json_schema",
+           "load_config", "parse_config"]

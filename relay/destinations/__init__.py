@@ -1,0 +1,157 @@
+"""Destinations: turn a delivery into one HTTP request, and judge the answer.
+
+Each destination type is a small module (``slack``, ``http``, ``log``) that
+only builds requests and says whether a failure is worth retrying; the retry
+schedule lives in the queue and the sending in :mod:`relay.delivery`, as in
+Alertmanager's notifiers. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from .. import __version__
+from ..errors import Permanent, Retryable, SpecError
+from ..settings import Destination as DestinationSpec
+
+USER_AGENT = f"pushwoosh-relay/{__version__}"
+MASK = "***"
+#: Statuses worth another attempt (CONTRACT section 6); every other non-2xx is final.
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+_JSON = msgspec.json.Encoder(enc_hook=str)
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON with exact integers (no float round trip) and str() for anything exotic."""
+    return _JSON.encode(value)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    """The exact request a destination would receive."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+    def display(self, secrets: frozenset[str], secret_headers: frozenset[str]) -> dict[str, Any]:
+        """A JSON-able view with secrets masked, for `relay route` and the log destination."""
+        body: Any = None
+        if self.body is not None:
+            try:
+                body = msgspec.json.decode(self.body)
+            except msgspec.DecodeError:
+                body = self.body.decode("utf-8", "replace")
+        headers = {k: MASK if k.lower() in secret_headers else v for k, v in self.headers.items()}
+        return {"method": self.method, "url": mask_url(self.url, secrets),
+                "headers": headers, "body": body}
+
+
+def mask_url(url: str, secrets: frozenset[str] = frozenset()) -> str:
+    """Hide what may be secret in a URL: the password, query values, known secrets.
+
+    Slack webhook URLs are secret in their path, so they are listed in ``secrets``.
+    """
+    if not url:
+        return url
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and secret in url and secret != url:
+            url = url.replace(secret, MASK)
+    if url in secrets:
+        parts = urlsplit(url)
+        return urlunsplit((parts.scheme, parts.hostname or "", "/" + MASK, "", ""))
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:{MASK}@{parts.hostname}" + (
+            f":{parts.port}" if parts.port else "")
+    query = urlencode([(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse ``Retry-After``: delta seconds or an HTTP date (RFC 9110 section 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def judge(status: int, headers: Mapping[str, str], body: str = "") -> None:
+    """Raise :class:`Retryable` or :class:`Permanent` for a non-2xx answer."""
+    if 200 <= status < 300:
+        return
+    detail = f"HTTP {status}" + (f": {body[:200]}" if body else "")
+    if status in RETRYABLE_STATUS or status >= 500:
+        raise Retryable(detail, status_code=status,
+                        retry_after=retry_after_seconds(headers.get("retry-after")))
+    raise Permanent(detail, status_code=status)
+
+
+def check_url(url: str, path: str) -> None:
+    """Fail at load for a URL the HTTP client could not use."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(path, "expected an http:// or https:// URL")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Base of the compiled destinations; subclasses implement :meth:`build`."""
+
+    name: str
+    spec: DestinationSpec
+    enabled: bool = True
+    disabled_reason: str = ""
+    secrets: frozenset[str] = frozenset()
+    secret_headers: frozenset[str] = frozenset()
+    sends: bool = True       # False for `log`: the request is written, not sent
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return type(self.spec).__struct_config__.tag  # type: ignore[return-value]
+
+    def build(self, context: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
+        raise NotImplementedError
+
+    def judge(self, status: int, headers: Mapping[str, str], body: str = "") -> None:
+        judge(status, headers, body)
+
+
+def base_headers(delivery_id: str) -> dict[str, str]:
+    """Headers every forwarded request carries (CONTRACT section 6)."""
+    return {"User-Agent": USER_AGENT, "Idempotency-Key": delivery_id}
+
+
+def compile_destination(name: str, spec: DestinationSpec, path: str) -> Destination:
+    """Build the destination for a validated spec; template problems raise SpecError."""
+    from . import http, log, slack
+
+    builders = {"slack": slack.compile, "http": http.compile, "log": log.compile}
+    kind = type(spec).__struct_config__.tag
+    return builders[str(kind)](name, spec, path)
+
+
+__all__ = ["MASK", "USER_AGENT", "Destination", "OutboundRequest", "Permanent", "Retryable",
+           "base_headers", "check_url", "compile_destination", "encode_json", "judge",
+           "mask_url", "retry_after_seconds"]

@@ -1,0 +1,95 @@
+"""Structured logs: JSON lines on stdout (console renderer on a terminal), via structlog.
+
+Two processors guard what leaves the process: :class:`Redactor` replaces every
+configured secret (inbound token, destination URLs, header values, signing
+secrets) wherever it appears in a line, and :func:`mask_hwid` hides most of an
+email address. Both are updated in place on reload, so cached loggers keep
+working.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import msgspec
+import structlog
+
+MASK = "***"
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
+
+
+class Redactor:
+    """A processor that masks known secret strings in every value of a log line."""
+
+    def __init__(self) -> None:
+        self._pattern: re.Pattern[str] | None = None
+        self.mask_hwid = True
+
+    def update(self, secrets: Iterable[str], mask_hwid: bool = True) -> None:
+        items = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, items))) if items else None
+        self.mask_hwid = mask_hwid
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._pattern.sub(MASK, value) if self._pattern else value
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        return value
+
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]
+                 ) -> MutableMapping[str, Any]:
+        if self.mask_hwid and "hwid" in event_dict:
+            event_dict["hwid"] = mask_hwid(event_dict["hwid"])
+        if self._pattern is None:
+            return event_dict
+        return {k: self._clean(v) for k, v in event_dict.items()}
+
+
+def mask_hwid(value: Any) -> Any:
+    """``example@gmail.com`` -> ``ex***@gmail.com``; other ids keep their first 4 characters."""
+    if not isinstance(value, str):
+        return value
+    local, at, domain = value.partition("@")
+    if at:
+        return f"{local[:2]}{MASK}@{domain}"
+    return value[:4] + MASK if len(value) > 4 else MASK
+
+
+REDACTOR = Redactor()
+
+
+def _serialize(event_dict: Any, **_: Any) -> str:
+    return _ENCODER.encode(event_dict).decode()
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Set up structlog once per process; ``fmt`` is auto, json or console."""
+    stream = stream or sys.stdout
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer: Any = (structlog.dev.ConsoleRenderer(colors=True) if console
+                     else structlog.processors.JSONRenderer(serializer=_serialize))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            REDACTOR,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "relay") -> Any:
+    return structlog.get_logger(name)

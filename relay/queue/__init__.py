@@ -1,0 +1,127 @@
+"""The durable queue: where accepted events and their deliveries live until done.
+
+:class:`Queue` is the interface the receiver, the workers and `relay dlq` use;
+a backend is chosen by the URL scheme (``sqlite:///path`` embedded, default;
+``postgresql://...`` shared by several instances), its driver imported only
+when used. Retrying is the queue's job: a failed attempt sets a new
+``available_at``, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import RelayError
+from ..model import DeadLetter, Leased, NewEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What the queue did with one event: stored, or a duplicate of ``event_id``."""
+
+    event_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    """Queue depth per (destination, state) and the age of the oldest pending delivery."""
+
+    counts: dict[tuple[str, str], int]
+    oldest_pending_age: dict[str, float]
+
+
+def instance_id() -> str:
+    """Who holds a lease: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Queue(abc.ABC):
+    """A backend: every method is one short transaction."""
+
+    owner: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending writes and disconnect."""
+
+    @abc.abstractmethod
+    async def enqueue(self, events: Sequence[NewEvent], dedupe_window: float,
+                      now: float) -> list[Accepted]:
+        """Commit events and their deliveries atomically; skip bodies seen in the window."""
+
+    @abc.abstractmethod
+    async def lease(self, destination: str, limit: int, lease_seconds: float,
+                    now: float) -> list[Leased]:
+        """Take up to ``limit`` due deliveries; they come back if not settled in time."""
+
+    @abc.abstractmethod
+    async def succeed(self, delivery_id: str, status_code: int | None, now: float) -> None:
+        """Mark a leased delivery done."""
+
+    @abc.abstractmethod
+    async def retry(self, delivery_id: str, available_at: float, error: str,
+                    status_code: int | None, now: float) -> None:
+        """Put a leased delivery back, due at ``available_at``."""
+
+    @abc.abstractmethod
+    async def bury(self, delivery_id: str, error: str, status_code: int | None,
+                   now: float) -> None:
+        """Make a leased delivery a dead letter (kept, replayable)."""
+
+    @abc.abstractmethod
+    async def dead_letters(self, destination: str | None = None,
+                           limit: int = 1000) -> list[DeadLetter]:
+        """Dead deliveries, oldest first."""
+
+    @abc.abstractmethod
+    async def replay(self, ids: Sequence[str] | None, destination: str | None,
+                     now: float) -> int:
+        """Dead deliveries back to pending with a fresh attempt budget; ``ids=None`` = all."""
+
+    @abc.abstractmethod
+    async def next_due(self, destination: str) -> float | None:
+        """When the earliest pending delivery of ``destination`` becomes due."""
+
+    @abc.abstractmethod
+    async def depth(self, now: float) -> Depth:
+        """Counts for metrics."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`QueueUnavailable` unless a write would succeed now."""
+
+    @abc.abstractmethod
+    async def prune(self, older_than: float, batch: int = 1000) -> int:
+        """Delete settled deliveries, orphan events and fingerprints older than a time."""
+
+
+class UnknownQueueURL(RelayError):
+    """The queue URL names no backend we have."""
+
+
+def open_queue(url: str) -> Queue:
+    """The backend for ``url`` (not yet opened)."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from .sqlite import SqliteQueue
+
+        return SqliteQueue.from_url(url)
+    if scheme in ("postgres", "postgresql"):
+        from .postgres import PostgresQueue
+
+        return PostgresQueue(url)
+    raise UnknownQueueURL(f"unsupported queue url {url.split('://')[0]}://...: "
+                          "use sqlite:///path or postgresql://user@host/db")
+
+
+__all__ = ["Accepted", "Depth", "Queue", "instance_id", "open_queue"]

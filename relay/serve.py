@@ -1,0 +1,52 @@
+"""`relay serve`: bind, run uvicorn with the app, exit 0 on SIGTERM/SIGINT.
+
+The socket is bound here, before uvicorn starts, so a taken port is one clear
+line and exit 1 rather than a server log and a traceback.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from .app import create_app
+from .config import load_config
+from .errors import RelayError
+from .logs import REDACTOR, configure, get_logger
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RelayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config_path: str, host: str | None, port: int | None) -> int:
+    config = load_config(config_path)
+    settings = config.settings
+    configure(settings.logging.level, settings.logging.format)
+    REDACTOR.update(config.secrets, settings.logging.mask_hwid)
+    log = get_logger("relay")
+    for warning in config.warnings:
+        log.warning("config.warning", message=str(warning))
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
+    sock = bind(host, port)
+    app = create_app(config)
+    uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                        timeout_graceful_shutdown=max(1, int(settings.server.shutdown_grace)),
+                        loop="auto", http="auto", server_header=False)
+    server = uvicorn.Server(uv)
+    log.info("relay.listening", host=host, port=sock.getsockname()[1],
+             path=settings.server.path)
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,117 @@
+"""The config file's schema, as frozen msgspec types.
+
+One set of types both validates `relay.yaml` (unknown keys rejected) and
+generates the JSON Schema that `relay schema` prints for editors, so the two
+cannot drift apart. Semantic checks (references, templates, rules) live in
+:mod:`relay.config`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .units import Duration, Rate
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Every config object rejects keys it does not know: a typo must not pass silently."""
+
+
+class Server(_Strict, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    path: Annotated[str, Meta(pattern=r"^/")] = "/webhooks/pushwoosh"
+    token: str = ""
+    max_body_bytes: Annotated[int, Meta(ge=1)] = 1024 * 1024
+    dedupe_window: Duration = Duration(86400.0)
+    shutdown_grace: Duration = Duration(10.0)
+    allow_ips: list[str] = []
+    trusted_proxies: list[str] = []
+
+
+class Queue(_Strict, kw_only=True):
+    url: str = "sqlite:///data/relay.db"
+    retention: Duration = Duration(7 * 86400.0)
+    poll_interval: Duration = Duration(1.0)
+    lease: Duration = Duration(60.0)
+
+
+class Logging(_Strict, kw_only=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    mask_hwid: bool = True
+
+
+class Retry(_Strict, kw_only=True):
+    max_attempts: Annotated[int, Meta(ge=1)] = 12
+    max_age: Duration = Duration(86400.0)
+    initial_delay: Duration = Duration(1.0)
+    max_delay: Duration = Duration(600.0)
+
+
+class _Destination(_Strict, tag_field="type", kw_only=True):
+    timeout: Duration = Duration(10.0)
+    retry: Retry = Retry()
+    rate_limit: Rate | None = None
+    concurrency: Annotated[int, Meta(ge=1, le=1000)] = 8
+    enabled: bool = True
+
+
+class SlackDestination(_Destination, tag="slack", kw_only=True):
+    """A Slack incoming webhook; ``text`` and ``blocks`` are templates."""
+
+    url: str
+    text: str | None = None
+    blocks: list[Any] | None = None
+    # Slack allows 1 message per second per incoming webhook:
+    # https://api.slack.com/apis/rate-limits#incoming-webhooks
+    rate_limit: Rate | None = Rate(1.0)
+
+
+class HttpDestination(_Destination, tag="http", kw_only=True):
+    """Any HTTP endpoint; ``body`` is a structure template (default: the event as received)."""
+
+    url: str
+    method: Method = "POST"
+    headers: dict[str, str] = {}
+    body: Any = msgspec.UNSET
+    signing_secret: str | None = None
+
+
+class LogDestination(_Destination, tag="log", kw_only=True):
+    """Writes the would-be request into the structured log: a safe default target."""
+
+    body: Any = msgspec.UNSET
+
+
+Destination = SlackDestination | HttpDestination | LogDestination
+
+
+class Group(_Strict, kw_only=True):
+    by: list[str] = []
+    wait: Duration = Duration(30.0)
+    interval: Duration = Duration(300.0)
+    max_events: Annotated[int, Meta(ge=1, le=100_000)] = 500
+
+
+class Route(_Strict, kw_only=True):
+    name: Name
+    when: dict[str, Any] | None = None
+    to: Annotated[list[Name], Meta(min_length=1)]
+    stop: bool = False
+    group: Group | None = None
+
+
+class Config(_Strict, kw_only=True):
+    server: Server = Server()
+    queue: Queue = Queue()
+    logging: Logging = Logging()
+    destinations: dict[Name, Destination] = {}
+    routes: list[Route] = []

@@ -1,0 +1,75 @@
+"""Durations (``500ms``, ``10s``, ``5m``, ``24h``, ``7d``) and rates (``1/s``, ``30/m``).
+
+Custom msgspec types so the config validates them where it validates
+everything else, and `relay schema` can describe them with a pattern.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+DURATION_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$"
+RATE_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m|h)\s*$"
+_DURATION = re.compile(DURATION_PATTERN)
+_RATE = re.compile(RATE_PATTERN)
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class Duration(float):
+    """Seconds, written in the config as ``10s``; a bare ``0`` means zero (off)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> Duration:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a duration like 500ms, 10s, 5m, 24h; got {value!r}")
+        if isinstance(value, int | float) and value == 0:
+            return cls(0.0)
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if m:
+                return cls(float(m.group(1)) * _SECONDS[m.group(2)])
+        raise ValueError(f"expected a duration like 500ms, 10s, 5m, 24h; got {value!r}")
+
+    def __str__(self) -> str:
+        for unit in ("d", "h", "m", "s"):
+            n = self / _SECONDS[unit]
+            if n >= 1 and n == int(n):
+                return f"{int(n)}{unit}"
+        return f"{round(self * 1000)}ms"
+
+
+class Rate(float):
+    """Requests per second, written ``1/s``, ``30/m`` or ``1000/h``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> Rate:
+        if isinstance(value, str):
+            m = _RATE.match(value)
+            if m and float(m.group(1)) > 0:
+                return cls(float(m.group(1)) / _SECONDS[m.group(2)])
+        raise ValueError(f"expected a rate like 1/s, 30/m or 1000/h; got {value!r}")
+
+
+def dec_hook(typ: type, obj: Any) -> Any:
+    """msgspec hook: build our custom types from config values."""
+    if typ is Duration:
+        return Duration.parse(obj)
+    if typ is Rate:
+        return Rate.parse(obj)
+    raise NotImplementedError(f"unsupported type {typ!r}")
+
+
+def schema_hook(typ: type) -> dict[str, Any]:
+    """msgspec hook: JSON Schema of our custom types, for editors."""
+    if typ is Duration:
+        return {"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"const": 0}],
+                "description": "a duration: 500ms, 10s, 5m, 24h, 7d"}
+    if typ is Rate:
+        return {"type": "string", "pattern": RATE_PATTERN,
+                "description": "a rate: 1/s, 30/m, 1000/h"}
+    raise NotImplementedError(f"unsupported type {typ!r}")
