@@ -155,7 +155,8 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
 
     handler = post(server.path, status_code=200, name="receive")(receive)
     app = Litestar(route_handlers=[handler, healthz, readyz, metrics], lifespan=[lifespan],
-                   request_max_body_size=server.max_body_bytes, debug=False)
+                   request_max_body_size=server.max_body_bytes, debug=False,
+                   logging_config=None)
     app.state.runtime = rt
     return app
 

@@ -38,18 +38,17 @@ class Redactor:
         if isinstance(value, str):
             return self._pattern.sub(MASK, value) if self._pattern else value
         if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
+            return {k: mask_hwid(self._clean(v)) if k == "hwid" and self.mask_hwid
+                    else self._clean(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
 
     def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]
                  ) -> MutableMapping[str, Any]:
-        if self.mask_hwid and "hwid" in event_dict:
-            event_dict["hwid"] = mask_hwid(event_dict["hwid"])
-        if self._pattern is None:
+        if self._pattern is None and not self.mask_hwid:
             return event_dict
-        return {k: self._clean(v) for k, v in event_dict.items()}
+        return self._clean(event_dict)  # type: ignore[no-any-return]
 
 
 def mask_hwid(value: Any) -> Any:
@@ -75,11 +74,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: Any = (structlog.dev.ConsoleRenderer(colors=True) if console
                      else structlog.processors.JSONRenderer(serializer=_serialize))
+    shared: list[Any] = [structlog.processors.add_log_level,
+                         structlog.processors.TimeStamper(fmt="iso", utc=True)]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             REDACTOR,
             structlog.processors.format_exc_info,
             renderer,
@@ -89,6 +89,21 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    # Libraries (uvicorn, asyncio) log through stdlib logging: same format, same redaction,
+    # warnings and up only.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, REDACTOR,
+                    renderer]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+        lg.setLevel(logging.WARNING)
 
 
 def get_logger(name: str = "relay") -> Any:
