@@ -24,8 +24,8 @@ class Decision:
 
 
 def _wait(policy: Retry, attempt: int) -> float:
-    # tenacity computes initial * 2**(n-1) + uniform(0, jitter), capped at max.
-    strategy = tenacity.wait_exponential_jitter(initial=policy.initial_delay,
+    # tenacity computes multiplier * 2**(n-1) + uniform(0, jitter), capped at max.
+    strategy = tenacity.wait_exponential_jitter(multiplier=policy.initial_delay,
                                                 max=policy.max_delay,
                                                 jitter=policy.initial_delay)
     state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]

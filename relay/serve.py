@@ -6,7 +6,11 @@ line and exit 1 rather than a server log and a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
@@ -46,7 +50,33 @@ def serve(config_path: str, host: str | None, port: int | None) -> int:
                         timeout_graceful_shutdown=max(1, int(settings.server.shutdown_grace)),
                         loop="auto", http="auto", server_header=False)
     server = uvicorn.Server(uv)
+    # We own the signals: uvicorn would re-raise SIGTERM after its graceful shutdown, making
+    # the exit status "killed by SIGTERM" instead of the 0 the contract promises.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     log.info("relay.listening", host=host, port=sock.getsockname()[1],
              path=settings.server.path)
-    server.run(sockets=[sock])
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop(sig: signal.Signals) -> None:
+            if server.should_exit:
+                server.force_exit = True
+            server.should_exit = True
+            log.info("relay.stopping", signal=sig.name)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop, sig)
+        await server.serve(sockets=[sock])
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run())
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]

@@ -33,3 +33,11 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def sink() -> Any:
+    from .sink import Sink
+
+    with Sink() as s:
+        yield s

@@ -1,0 +1,53 @@
+"""Helpers to run the real app in-process on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from relay.app import create_app
+from relay.config import parse_config
+
+
+def config_text(db: Path, body: str, *, server: str = "") -> str:
+    """A config with a fast-polling SQLite queue at ``db`` plus ``body`` (destinations, routes)."""
+    return (f"server:\n  dedupe_window: 0\n{textwrap.indent(textwrap.dedent(server), '  ')}\n"
+            f"queue:\n  url: sqlite:///{db}\n  poll_interval: 100ms\n"
+            + textwrap.dedent(body))
+
+
+@asynccontextmanager
+async def running_app(text: str, env: dict[str, str] | None = None
+                      ) -> AsyncIterator[AsyncTestClient[Any]]:
+    config = parse_config(text, "relay.yaml", env or {})
+    app = create_app(config)
+    async with AsyncTestClient(app) as client:
+        yield client
+
+
+def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll ``check`` until it returns something truthy."""
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s: last value {value!r}")
+        await asyncio.sleep(0.05)
