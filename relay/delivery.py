@@ -166,6 +166,7 @@ class DestinationWorker:
         elapsed = time.perf_counter() - started
         await self.d.queue.bury(fields["delivery_id"], error, status, time.time())
         self.d.metrics.deliveries.labels(self.name, "dead").inc()
+        self.d.metrics.duration.labels(self.name).observe(elapsed)
         log.error("delivery.dead", **fields, status_code=status,
                   duration_ms=round(elapsed * 1000, 1), error=error)
 
@@ -200,6 +201,10 @@ class Dispatcher:
     def context_for(self, item: Leased) -> dict[str, Any]:
         return {"event": item.event(), "raw": item.event_body, "destination": item.destination,
                 "now": time.time()}
+
+    def start(self) -> None:
+        self.queue.on_new_work(lambda destination: self.wake([destination]))
+        self.sync()
 
     def sync(self) -> None:
         """Start workers for destinations that appeared (start and reload)."""

@@ -13,7 +13,7 @@ import abc
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import RelayError
@@ -100,9 +100,21 @@ class Queue(abc.ABC):
     async def ping(self) -> None:
         """Raise :class:`QueueUnavailable` unless a write would succeed now."""
 
+    def on_new_work(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(destination)`` when another process commits deliveries.
+
+        Shared backends (PostgreSQL LISTEN/NOTIFY) wake idle workers this way; the
+        embedded backend has no other writer worth waking for, so polling suffices.
+        """
+        self._new_work = callback
+
     @abc.abstractmethod
-    async def prune(self, older_than: float, batch: int = 1000) -> int:
-        """Delete settled deliveries, orphan events and fingerprints older than a time."""
+    async def prune(self, settled_before: float, fingerprints_before: float,
+                    batch: int = 1000) -> int:
+        """Delete one small batch of old succeeded deliveries, their events, old fingerprints.
+
+        Returns how many rows went; callers repeat while it returns ``batch`` or more.
+        """
 
 
 class UnknownQueueURL(RelayError):

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-import time
 import queue as threadqueue
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -250,10 +250,8 @@ class SqliteQueue(Queue):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             results = [(False, _unavailable(exc))] * len(batch)
         for (_, loop, fut), (ok, value) in zip(batch, results, strict=True):
             loop.call_soon_threadsafe(_settle, fut, ok, value)
@@ -353,12 +351,13 @@ class SqliteQueue(Queue):
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute(SQL_HEARTBEAT, (time.time(),)) and None)
 
-    async def prune(self, older_than: float, batch: int = 1000) -> int:
+    async def prune(self, settled_before: float, fingerprints_before: float,
+                    batch: int = 1000) -> int:
         def job(conn: sqlite3.Connection) -> int:
-            n = conn.execute(SQL_PRUNE_DELIVERIES, (older_than, batch)).rowcount
-            n += conn.execute(SQL_PRUNE_EVENTS, (older_than, batch)).rowcount
-            n += conn.execute(SQL_PRUNE_FINGERPRINTS, (older_than, batch)).rowcount
-            return n
+            n = conn.execute(SQL_PRUNE_DELIVERIES, (settled_before, batch)).rowcount
+            n = max(n, conn.execute(SQL_PRUNE_EVENTS, (settled_before, batch)).rowcount)
+            return max(n, conn.execute(SQL_PRUNE_FINGERPRINTS,
+                                       (fingerprints_before, batch)).rowcount)
 
         return await self._call(job)
 

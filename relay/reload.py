@@ -1,0 +1,104 @@
+"""Hot reload: on SIGHUP, and when the config file changes (checked every second).
+
+A valid new config takes effect for new events at once (routes, destinations,
+limits, templates, token); an invalid one is refused with the very lines
+`relay check` prints, and the running config stays. Settings bound at start
+(listen address, path, body limit, queue URL) are reported as needing a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import RelayConfig, load_config
+from .errors import ConfigError
+from .logs import REDACTOR, get_logger
+
+log = get_logger("relay.reload")
+RESTART_ONLY = (("server", "host"), ("server", "port"), ("server", "path"),
+                ("server", "max_body_bytes"), ("queue", "url"))
+
+
+def restart_required(old: RelayConfig, new: RelayConfig) -> list[str]:
+    """Changed settings that only a restart applies."""
+    changed = []
+    for section, key in RESTART_ONLY:
+        if getattr(getattr(old.settings, section), key) != getattr(
+                getattr(new.settings, section), key):
+            changed.append(f"{section}.{key}")
+    return changed
+
+
+class Reloader:
+    """Loads the file again and hands a valid result to ``apply``."""
+
+    def __init__(self, path: str, current: Callable[[], RelayConfig],
+                 apply: Callable[[RelayConfig], None],
+                 on_outcome: Callable[[str], None] = lambda _: None) -> None:
+        self.path = path
+        self.current = current
+        self.apply = apply
+        self.on_outcome = on_outcome
+        self._lock = asyncio.Lock()
+        self._fingerprint = self._read_fingerprint()
+
+    def _read_fingerprint(self) -> bytes | None:
+        try:
+            return hashlib.sha256(Path(self.path).read_bytes()).digest()
+        except OSError:
+            return None
+
+    async def reload(self, trigger: str) -> bool:
+        async with self._lock:
+            self._fingerprint = self._read_fingerprint()
+            try:
+                new = await asyncio.to_thread(load_config, self.path)
+            except ConfigError as exc:
+                message = "\n".join(f"error: {p}" for p in exc.problems)
+                log.error("config.reload_failed", trigger=trigger, path=self.path,
+                          message=message)
+                self.on_outcome("failed")
+                return False
+            old = self.current()
+            needs_restart = restart_required(old, new)
+            REDACTOR.update(new.secrets | old.secrets, new.settings.logging.mask_hwid)
+            self.apply(new)
+            log.info("config.reloaded", trigger=trigger, path=self.path,
+                     routes=len(new.table.routes), destinations=len(new.destinations),
+                     **({"restart_required": needs_restart} if needs_restart else {}))
+            for warning in new.warnings:
+                log.warning("config.warning", message=str(warning))
+            self.on_outcome("succeeded")
+            return True
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Reload when the file's content changes (mtime alone lies on some editors)."""
+        last_stat: tuple[int, int] | None = None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                st = os.stat(self.path)
+                stat = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                continue
+            if stat == last_stat:
+                continue
+            last_stat = stat
+            if self._read_fingerprint() != self._fingerprint:
+                await self.reload("file")
+
+    def install_sighup(self) -> bool:
+        """Reload on SIGHUP; only possible on the main thread's loop."""
+        import signal
+
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
+            return True
+        return False
