@@ -64,19 +64,20 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
     async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
         cfg = rt.config
         srv = cfg.settings.server
+        limit = server.max_body_bytes  # restart-only: what Litestar enforces, not a reload's
         if not token_ok(srv.token, request.query_params, request.headers.get("authorization")):
             return _reject(rt, 401, "missing or wrong token")
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > srv.max_body_bytes:
-            return _reject(rt, 413, f"body over {srv.max_body_bytes} bytes")
+        if length and length.isdigit() and int(length) > limit:
+            return _reject(rt, 413, f"body over {limit} bytes")
         try:
             body = await request.body()
         except ClientException as exc:
             if exc.status_code == 413:
-                return _reject(rt, 413, f"body over {srv.max_body_bytes} bytes")
+                return _reject(rt, 413, f"body over {limit} bytes")
             return _reject(rt, exc.status_code, str(exc.detail))
-        if len(body) > srv.max_body_bytes:
-            return _reject(rt, 413, f"body over {srv.max_body_bytes} bytes")
+        if len(body) > limit:
+            return _reject(rt, 413, f"body over {limit} bytes")
         try:
             prepared = prepare(body, cfg.table, dedupe=srv.dedupe_window > 0)
         except BodyInvalid as exc:
@@ -141,7 +142,7 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
                                                           max_keepalive_connections=200))
         if run_workers:
             rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.client, rt.metrics)
-            rt.dispatcher.sync()
+            rt.dispatcher.start()
         log.info("relay.started", version=__version__, queue=_queue_kind(rt),
                  routes=len(rt.config.table.routes), destinations=len(rt.config.destinations))
         try:

@@ -111,7 +111,8 @@ def validate_events(decoded: Any) -> list[dict[str, Any]]:
         if errors:
             raise EventInvalid(errors)
         return [decoded]
-    raise EventInvalid({"$": f"expected an event object or an array of events, got {_json_type(decoded)}"})
+    kind = _json_type(decoded)
+    raise EventInvalid({"$": f"expected an event object or an array of events, got {kind}"})
 
 
 def new_id() -> str:

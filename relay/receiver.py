@@ -42,7 +42,7 @@ def decode(body: bytes) -> Any:
         raise BodyInvalid("empty body: expected a JSON event object or array")
     try:
         return _DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 is not JSON either
         raise BodyInvalid(f"body is not valid JSON: {exc}") from None
 
 
@@ -55,7 +55,8 @@ def prepare(body: bytes, table: RouteTable, dedupe: bool) -> list[Prepared]:
         raw = _ENCODER.encode(event)
         record = NewEvent(
             id=new_id(), body=raw,
-            deliveries=tuple(NewDelivery(new_id(), dest, route.name) for dest, route in plan.targets),
+            deliveries=tuple(NewDelivery(new_id(), dest, route.name)
+                             for dest, route in plan.targets),
             fingerprint=hashlib.sha256(raw).digest() if dedupe else None)
         out.append(Prepared(record, event, plan))
     return out

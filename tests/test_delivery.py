@@ -63,8 +63,8 @@ async def test_500_500_429_retry_after_then_200(tmp_path: Path, sink: Sink,
 
 
 async def test_retry_after_http_date(tmp_path: Path, sink: Sink, bounced: dict[str, Any]) -> None:
-    from email.utils import formatdate
     import time
+    from email.utils import formatdate
 
     db = tmp_path / "q.db"
     sink.script = [Answer(503, {"Retry-After": formatdate(time.time() + 2, usegmt=True)})]
@@ -155,8 +155,8 @@ async def test_connection_refused_and_timeout_are_retried(tmp_path: Path, sink: 
         async with running_app(http_config(db2, sink.url)) as client:
             await client.post("/webhooks/pushwoosh", json=bounced)
             await eventually(lambda: states(db2) == [("succeeded", 2, 200)])
-    assert [e["error"] for e in logs if e["event"] == "delivery.retrying"][0].startswith(
-        "timeout")
+    first = next(e["error"] for e in logs if e["event"] == "delivery.retrying")
+    assert first.startswith("timeout")
 
 
 async def test_render_error_at_send_time_is_dead_not_a_crash(tmp_path: Path, sink: Sink,

@@ -57,8 +57,8 @@ def test_sigkill_with_deliveries_pending_loses_nothing(tmp_path: Path,
         sink.default = Answer(200)
         second = Server(tmp_path, cfg)
         try:
-            wait(lambda: rows(tmp_path / "q.db",
-                              "SELECT count(*) FROM deliveries WHERE state='succeeded'")[0][0] == 20)
+            done = "SELECT count(*) FROM deliveries WHERE state='succeeded'"
+            wait(lambda: rows(tmp_path / "q.db", done)[0][0] == 20)
         finally:
             assert second.stop() == 0
     delivered = {json.loads(r.body)["user_id"] for r in sink.received if r.body}

@@ -244,11 +244,15 @@ class SqliteQueue(Queue):
                     results.append((True, fn(conn)))
                     conn.execute("RELEASE job")
                 except Exception as exc:  # one job's failure must not fail the others
+                    if not conn.in_transaction:  # SQLite rolled everything back (disk full)
+                        raise _Aborted(exc) from exc
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((False, _unavailable(exc)))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, _Aborted) as exc:
+            if isinstance(exc, _Aborted):
+                exc = exc.cause
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
@@ -366,6 +370,14 @@ class SqliteQueue(Queue):
         now = time.time()
         dead = [o for (o,) in conn.execute(SQL_ORPHAN_LEASES, (now,)) if not _pid_alive(o)]
         return sum(conn.execute(SQL_RELEASE, (now, o)).rowcount for o in dead)
+
+
+class _Aborted(Exception):
+    """SQLite aborted the whole transaction inside a job: every job of the batch fails."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def _event_name(body: bytes) -> str:
