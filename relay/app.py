@@ -7,6 +7,7 @@ in-flight attempts ``server.shutdown_grace`` before leaving the rest queued.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import ClientException
 
-from . import __version__
+from . import __version__, maintenance
 from .config import RelayConfig
 from .delivery import Dispatcher
 from .errors import QueueUnavailable
@@ -26,6 +27,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .model import EventInvalid
 from .queue import Queue, open_queue
 from .receiver import BodyInvalid, prepare, token_ok
+from .reload import Reloader
 
 log = get_logger("relay.receiver")
 _JSON = "application/json"
@@ -44,6 +46,13 @@ class Runtime:
     def current(self) -> RelayConfig:
         return self.config
 
+    def apply(self, config: RelayConfig) -> None:
+        """Swap in a reloaded config: new events use it; workers pick up new destinations."""
+        self.config = config
+        if self.dispatcher is not None:
+            self.dispatcher.sync()
+            self.dispatcher.wake()
+
 
 def _json(status: int, payload: dict[str, Any]) -> Response[bytes]:
     return Response(msgspec.json.encode(payload), status_code=status, media_type=_JSON)
@@ -56,8 +65,11 @@ def _reject(rt: Runtime, status: int, reason: str, **extra: Any) -> Response[byt
 
 
 def create_app(config: RelayConfig, queue: Queue | None = None, *,
-               run_workers: bool = True) -> Litestar:
-    """Build the app for ``config``; ``queue`` overrides the configured one (tests)."""
+               run_workers: bool = True, config_path: str | None = None) -> Litestar:
+    """Build the app for ``config``; ``queue`` overrides the configured one (tests).
+
+    With ``config_path`` the app reloads that file on SIGHUP and when it changes.
+    """
     rt = Runtime(config, queue)
     server = config.settings.server
 
@@ -140,14 +152,24 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
         rt.client = httpx.AsyncClient(follow_redirects=False, http2=False,
                                       limits=httpx.Limits(max_connections=1000,
                                                           max_keepalive_connections=200))
+        background: list[asyncio.Task[None]] = []
         if run_workers:
             rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.client, rt.metrics)
             rt.dispatcher.start()
+            background.append(asyncio.create_task(maintenance.run(rt.queue, rt.current)))
+        if config_path is not None:
+            reloader = Reloader(config_path, rt.current, rt.apply,
+                                lambda outcome: rt.metrics.reloads.labels(outcome).inc())
+            reloader.install_sighup()
+            background.append(asyncio.create_task(reloader.watch()))
         log.info("relay.started", version=__version__, queue=_queue_kind(rt),
                  routes=len(rt.config.table.routes), destinations=len(rt.config.destinations))
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             if rt.dispatcher is not None:
                 await rt.dispatcher.stop(float(rt.config.settings.server.shutdown_grace))
             await rt.client.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +42,31 @@ def decode(body: bytes) -> Any:
     if not body.strip():
         raise BodyInvalid("empty body: expected a JSON event object or array")
     try:
-        return _DECODER.decode(body)
+        decoded = _DECODER.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 is not JSON either
         raise BodyInvalid(f"body is not valid JSON: {exc}") from None
+    except msgspec.ValidationError as exc:  # 1e999: a number no JSON parser can hold
+        raise BodyInvalid(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BodyInvalid("body is not valid JSON: nested too deeply") from None
+    _reject_duplicate_keys(body)
+    return decoded
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise BodyInvalid(f"body is not valid JSON: duplicate key {key[:100]!r}")
+        seen.add(key)
+
+
+def _reject_duplicate_keys(body: bytes) -> None:
+    """RFC 8259 leaves duplicate keys undefined; parsers disagree on which wins, so refuse.
+
+    msgspec silently keeps the last one; this second, stdlib pass only looks at keys.
+    """
+    json.loads(body, object_pairs_hook=_no_duplicates)  # type: ignore[arg-type]
 
 
 def prepare(body: bytes, table: RouteTable, dedupe: bool) -> list[Prepared]:

@@ -44,6 +44,7 @@ class Reloader:
         self.current = current
         self.apply = apply
         self.on_outcome = on_outcome
+        self.started = current()  # restart-only settings stay as they were at start
         self._lock = asyncio.Lock()
         self._fingerprint = self._read_fingerprint()
 
@@ -65,7 +66,7 @@ class Reloader:
                 self.on_outcome("failed")
                 return False
             old = self.current()
-            needs_restart = restart_required(old, new)
+            needs_restart = restart_required(self.started, new)
             REDACTOR.update(new.secrets | old.secrets, new.settings.logging.mask_hwid)
             self.apply(new)
             log.info("config.reloaded", trigger=trigger, path=self.path,
@@ -76,19 +77,33 @@ class Reloader:
             self.on_outcome("succeeded")
             return True
 
-    async def watch(self, interval: float = 1.0) -> None:
-        """Reload when the file's content changes (mtime alone lies on some editors)."""
-        last_stat: tuple[int, int] | None = None
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    async def watch(self, interval: float = 0.5, settle: float = 0.25) -> None:
+        """Reload when the file's content changes and has stopped changing.
+
+        Editors and `cat >` write in steps; reading mid-write could load a half (or
+        empty, hence valid and route-less) file, so a change must hold still for
+        ``settle`` seconds first. Content, not mtime, decides whether it changed.
+        """
+        last = self._stat()
         while True:
             await asyncio.sleep(interval)
-            try:
-                st = os.stat(self.path)
-                stat = (st.st_mtime_ns, st.st_size)
-            except OSError:
+            stat = self._stat()
+            if stat is None or stat == last:
                 continue
-            if stat == last_stat:
-                continue
-            last_stat = stat
+            while True:
+                await asyncio.sleep(settle)
+                again = self._stat()
+                if again == stat:
+                    break
+                stat = again
+            last = stat
             if self._read_fingerprint() != self._fingerprint:
                 await self.reload("file")
 

@@ -17,6 +17,7 @@ import uvicorn
 from .app import create_app
 from .config import load_config
 from .errors import RelayError
+from .queue import open_queue
 from .logs import REDACTOR, configure, get_logger
 
 
@@ -34,6 +35,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _check_queue(url: str) -> None:
+    """Fail with one line before starting when the queue cannot be opened (not a traceback)."""
+    queue = open_queue(url)
+    await queue.open()
+    await queue.close()
+
+
 def serve(config_path: str, host: str | None, port: int | None) -> int:
     config = load_config(config_path)
     settings = config.settings
@@ -44,8 +52,9 @@ def serve(config_path: str, host: str | None, port: int | None) -> int:
         log.warning("config.warning", message=str(warning))
     host = host or settings.server.host
     port = settings.server.port if port is None else port
+    asyncio.run(_check_queue(settings.queue.url))
     sock = bind(host, port)
-    app = create_app(config)
+    app = create_app(config, config_path=config_path)
     uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                         timeout_graceful_shutdown=max(1, int(settings.server.shutdown_grace)),
                         loop="auto", http="auto", server_header=False)
