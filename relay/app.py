@@ -77,6 +77,10 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
         cfg = rt.config
         srv = cfg.settings.server
         limit = server.max_body_bytes  # restart-only: what Litestar enforces, not a reload's
+        if cfg.ip_policy.allow:
+            peer = request.client.host if request.client else None
+            if not cfg.ip_policy.allows(peer, request.headers.get("x-forwarded-for")):
+                return _reject(rt, 403, "client address not allowed")
         if not token_ok(srv.token, request.query_params, request.headers.get("authorization")):
             return _reject(rt, 401, "missing or wrong token")
         length = request.headers.get("content-length")

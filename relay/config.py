@@ -10,6 +10,7 @@ schema errors (msgspec), rule errors (:mod:`relay.rules`), template errors
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -23,13 +24,16 @@ from . import rules, yamlsource
 from .destinations import Destination, compile_destination
 from .errors import ConfigError, Problem, SpecError
 from .model import DOCUMENTED_EVENT_NAMES
+from .netfilter import IpPolicy, parse_networks
 from .routing import CompiledRoute, RouteTable
-from .settings import Config, Destination as DestinationSpec, Name
-from .units import dec_hook, schema_hook
+from .settings import Config, Name
+from .settings import Destination as DestinationSpec
+from .units import dec_hook, enc_hook, schema_hook
 
 DEFAULT_PATH = "config/relay.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<key>key)` in `\$(?P<kpath>[^`]*)`"
+                 r"| - at `\$(?P<path>[^`]*)`)?$", re.S)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`$")
 
 
@@ -43,6 +47,7 @@ class RelayConfig:
     table: RouteTable
     warnings: tuple[Problem, ...] = ()
     secrets: frozenset[str] = field(default_factory=frozenset)
+    ip_policy: IpPolicy = field(default_factory=IpPolicy)
 
     def summary(self) -> str:
         return f"ok: {len(self.table.routes)} routes, {len(self.destinations)} destinations"
@@ -110,7 +115,9 @@ def _convert(data: dict[str, Any], doc: yamlsource.Document,
 def _located(exc: msgspec.ValidationError, prefix: str, doc: yamlsource.Document) -> Problem:
     m = _AT.match(str(exc))
     assert m is not None
-    message, sub = m.group("msg"), (m.group("path") or "")
+    message, sub = m.group("msg"), (m.group("path") or m.group("kpath") or "")
+    if m.group("key"):  # e.g. YAML reads an unquoted `on:` or `yes:` key as a boolean
+        message = f"{message} for a key; quote the key"
     path = prefix + sub if sub.startswith("[") or not prefix else f"{prefix}{sub}"
     path = path.lstrip(".")
     unknown = _UNKNOWN.match(message)
@@ -121,6 +128,8 @@ def _located(exc: msgspec.ValidationError, prefix: str, doc: yamlsource.Document
         message += " (expected one of: slack, http, log)"
     elif message.startswith("Object missing required field"):
         message = "missing required key " + message.split("`")[1].join("''")
+    elif message.startswith("Expected `str`") and path in doc.retyped:
+        message += " (YAML does not read the substituted value as text; quote it: \"${...}\")"
     return doc.problem(path, message)
 
 
@@ -162,6 +171,13 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
             problems.extend(_group_problems(route, path, doc, warnings))
         routes.append(CompiledRoute(name=route.name, when=when, to=tuple(route.to),
                                     stop=route.stop, group=route.group))
+    ip_policy = IpPolicy()
+    try:
+        ip_policy = IpPolicy(
+            parse_networks(settings.server.allow_ips, "server.allow_ips"),
+            parse_networks(settings.server.trusted_proxies, "server.trusted_proxies"))
+    except SpecError as exc:
+        problems.append(doc.problem(exc.path, exc.message))
     if problems:
         raise ConfigError(problems)
     secrets = {settings.server.token} if settings.server.token else set()
@@ -171,7 +187,8 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
         source=doc.file, settings=settings, destinations=destinations,
         table=RouteTable(tuple(routes), frozenset(n for n, d in destinations.items()
                                                   if d.enabled)),
-        warnings=tuple(warnings), secrets=frozenset(s for s in secrets if s))
+        warnings=tuple(warnings), secrets=frozenset(s for s in secrets if s),
+        ip_policy=ip_policy)
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
@@ -209,7 +226,16 @@ def _group_problems(route: Any, path: str, doc: yamlsource.Document,
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the config file, from the same types that validate it."""
-    schema: dict[str, Any] = msgspec.json.schema(Config, schema_hook=schema_hook)
+    # msgspec writes each field's default with a to_builtins() that has no enc_hook, and
+    # fails on our Duration/Rate defaults; lend it ours, which spells them as the config does.
+    from msgspec import _json_schema
+
+    plain = _json_schema.to_builtins
+    _json_schema.to_builtins = functools.partial(plain, enc_hook=enc_hook)
+    try:
+        schema: dict[str, Any] = msgspec.json.schema(Config, schema_hook=schema_hook)
+    finally:
+        _json_schema.to_builtins = plain
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "pushwoosh-relay config"
     return schema

@@ -54,6 +54,13 @@ class Rate(float):
                 return cls(float(m.group(1)) / _SECONDS[m.group(2)])
         raise ValueError(f"expected a rate like 1/s, 30/m or 1000/h; got {value!r}")
 
+    def __str__(self) -> str:
+        for unit in ("s", "m", "h"):
+            n = round(self * _SECONDS[unit], 9)
+            if n >= 1 and n == int(n):
+                return f"{int(n)}/{unit}"
+        return f"{self * 3600:g}/h"
+
 
 def dec_hook(typ: type, obj: Any) -> Any:
     """msgspec hook: build our custom types from config values."""
@@ -62,6 +69,13 @@ def dec_hook(typ: type, obj: Any) -> Any:
     if typ is Rate:
         return Rate.parse(obj)
     raise NotImplementedError(f"unsupported type {typ!r}")
+
+
+def enc_hook(obj: Any) -> Any:
+    """msgspec hook: write our custom types back as the config spells them (``24h``, ``1/s``)."""
+    if isinstance(obj, Duration | Rate):
+        return str(obj)
+    raise NotImplementedError(f"unsupported type {type(obj)!r}")
 
 
 def schema_hook(typ: type) -> dict[str, Any]:

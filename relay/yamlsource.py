@@ -31,6 +31,8 @@ class Document:
     file: str
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: Paths of plain scalars that ``${VAR}`` substitution turned into a non-string.
+    retyped: set[str] = field(default_factory=set)
 
     def line(self, path: str) -> int | None:
         """The line of ``path`` or of its nearest ancestor that has one."""
@@ -93,15 +95,20 @@ def load(text: str, file: str, env: Mapping[str, str] | None = None) -> Document
         if node is None:
             doc.data = {}
             return doc
-        _walk(node, "", doc, loader, env)
+        _walk(node, "", doc, loader, env, {})
         doc.data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        reason = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        context = exc.context or ""
+        if context and exc.context_mark and exc.context_mark.line + 1 != line:
+            context += f" on line {exc.context_mark.line + 1}"
+        reason = ": ".join(str(x) for x in (context, exc.problem) if x)
         doc.problems.append(Problem(file, line, "", f"invalid YAML: {reason}"))
     except yaml.YAMLError as exc:
         doc.problems.append(Problem(file, None, "", f"invalid YAML: {exc}"))
+    except RecursionError:
+        doc.problems.append(Problem(file, None, "", "invalid YAML: nested too deeply"))
     except (ValueError, TypeError) as exc:  # e.g. a timestamp YAML cannot construct
         doc.problems.append(Problem(file, None, "", f"invalid YAML value: {exc}"))
     finally:
@@ -110,8 +117,16 @@ def load(text: str, file: str, env: Mapping[str, str] | None = None) -> Document
 
 
 def _walk(node: yaml.Node, path: str, doc: Document, loader: _Loader,
-          env: Mapping[str, str]) -> None:
+          env: Mapping[str, str], walking: dict[int, bool]) -> None:
     doc.lines.setdefault(path, node.start_mark.line + 1)
+    # An alias is the anchored node itself: walk each node once, so a value from
+    # the environment is never substituted twice, and refuse an anchor used inside itself.
+    if id(node) in walking:
+        if walking[id(node)]:
+            raise yaml.composer.ComposerError(
+                None, None, "found an alias to an anchor that contains it", node.start_mark)
+        return
+    walking[id(node)] = True
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -123,10 +138,10 @@ def _walk(node: yaml.Node, path: str, doc: Document, loader: _Loader,
                                             f"duplicate key (first on line {seen[key]})"))
             seen[key] = line
             doc.lines[child] = line
-            _walk(value_node, child, doc, loader, env)
+            _walk(value_node, child, doc, loader, env, walking)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, _child(path, i), doc, loader, env)
+            _walk(item, _child(path, i), doc, loader, env, walking)
     elif isinstance(node, yaml.ScalarNode) and "$" in node.value:
         value, missing = interpolate(node.value, env)
         for name in missing:
@@ -135,4 +150,7 @@ def _walk(node: yaml.Node, path: str, doc: Document, loader: _Loader,
                 "to make it optional)"))
         if node.style is None and value:  # plain scalar: let YAML type the substituted text
             node.tag = loader.resolve(yaml.ScalarNode, value, (True, False))
+            if node.tag != "tag:yaml.org,2002:str":
+                doc.retyped.add(path)
         node.value = value
+    walking[id(node)] = False

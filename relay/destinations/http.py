@@ -55,6 +55,18 @@ def default_group_body(context: Mapping[str, Any]) -> dict[str, Any]:
     return {"group": group["key"], "count": group["count"], "events": context["events"]}
 
 
+def header_secrets(value: str) -> set[str]:
+    """What to mask of a header value: all of it, and the credential after a scheme word.
+
+    ``Bearer `` with an empty token (an unset variable) holds no secret at all.
+    """
+    scheme, _, credential = value.strip().partition(" ")
+    credential = credential.strip()
+    if not credential:
+        return {scheme} if len(scheme) >= 4 and scheme.lower() not in ("bearer", "basic") else set()
+    return {value.strip(), credential} if len(credential) >= 4 else {value.strip()}
+
+
 def compile(name: str, spec: HttpDestination, path: str) -> Http:
     enabled, reason = spec.enabled, "" if spec.enabled else "enabled: false"
     if not spec.url:
@@ -63,7 +75,8 @@ def compile(name: str, spec: HttpDestination, path: str) -> Http:
         check_url(spec.url, f"{path}.url")
     body = None if spec.body is msgspec.UNSET else compile_structure(spec.body, f"{path}.body")
     secret_headers = frozenset(k.lower() for k in spec.headers if k.lower() not in PUBLIC_HEADERS)
-    secrets = {v for k, v in spec.headers.items() if k.lower() in secret_headers}
+    secrets = {s for k, v in spec.headers.items() if k.lower() in secret_headers
+               for s in header_secrets(v)}
     signer = None
     if spec.signing_secret:
         from ..signing import signer_for

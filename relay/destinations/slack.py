@@ -14,7 +14,13 @@ from typing import Any
 
 from .. import slack_format
 from ..settings import SlackDestination
-from ..templates import StructureTemplate, TextTemplate, compile_structure, compile_text, slack_escape
+from ..templates import (
+    StructureTemplate,
+    TextTemplate,
+    compile_structure,
+    compile_text,
+    slack_escape,
+)
 from . import Destination, OutboundRequest, base_headers, check_url, encode_json
 
 

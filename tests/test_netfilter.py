@@ -1,0 +1,53 @@
+"""`server.allow_ips` and `trusted_proxies`: pure policy and through the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from relay.app import create_app
+from relay.config import parse_config
+from relay.errors import ConfigError
+from relay.netfilter import IpPolicy, parse_networks
+
+POLICY = IpPolicy(parse_networks(["203.0.113.0/24", "2001:db8::/32"], "allow"),
+                  parse_networks(["10.0.0.0/8"], "trusted"))
+
+
+@pytest.mark.parametrize(("peer", "xff", "allowed"), [
+    ("203.0.113.7", None, True),
+    ("198.51.100.1", None, False),
+    ("::ffff:203.0.113.9", None, True),          # IPv4-mapped IPv6 peer
+    ("2001:db8::1", None, True),
+    ("198.51.100.1", "203.0.113.7", False),      # untrusted peer: X-Forwarded-For ignored
+    ("10.1.2.3", "203.0.113.7", True),           # trusted proxy: the client it names
+    ("10.1.2.3", "198.51.100.1", False),
+    ("10.1.2.3", "203.0.113.7, 10.9.9.9", True),  # our own proxies skipped from the right
+    ("10.1.2.3", "203.0.113.7, 198.51.100.1", False),  # forged left part does not help
+    ("10.1.2.3", "not-an-ip", False),
+    (None, None, False),
+])
+def test_policy(peer: str | None, xff: str | None, allowed: bool) -> None:
+    assert POLICY.allows(peer, xff) is allowed
+
+
+def test_bad_cidr_is_a_config_error_with_its_line() -> None:
+    text = "server:\n  allow_ips:\n    - 203.0.113.0/24\n    - 300.1.1.1/8\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "relay.yaml", {})
+    p = err.value.problems[0]
+    assert (p.line, p.path) == (4, "server.allow_ips[1]")
+
+
+def test_app_answers_403_outside_allow_ips(tmp_path: Path, bounced: dict[str, Any]) -> None:
+    text = f"""
+server: {{allow_ips: [203.0.113.0/24], trusted_proxies: [127.0.0.1]}}
+queue: {{url: "sqlite:///{tmp_path}/q.db"}}
+"""
+    app = create_app(parse_config(text, "relay.yaml", {}), run_workers=False)
+    with TestClient(app) as client:  # the test client's peer is "testclient", not an address
+        r = client.post("/webhooks/pushwoosh", json=bounced)
+        assert r.status_code == 403 and r.json() == {"error": "client address not allowed"}
