@@ -27,6 +27,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .model import EventInvalid
 from .queue import Queue, open_queue
 from .receiver import BodyInvalid, prepare, token_ok
+from .openapi import ReceiveOperation
 from .reload import Reloader
 
 log = get_logger("relay.receiver")
@@ -180,7 +181,8 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
             await rt.queue.close()
             log.info("relay.stopped")
 
-    handler = post(server.path, status_code=200, name="receive")(receive)
+    handler = post(server.path, status_code=200, name="receive",
+                   operation_class=ReceiveOperation)(receive)
     app = Litestar(route_handlers=[handler, healthz, readyz, metrics], lifespan=[lifespan],
                    request_max_body_size=server.max_body_bytes, debug=False,
                    logging_config=None)

@@ -17,8 +17,8 @@ import uvicorn
 from .app import create_app
 from .config import load_config
 from .errors import RelayError
-from .queue import open_queue
 from .logs import REDACTOR, configure, get_logger
+from .queue import open_queue
 
 
 def bind(host: str, port: int) -> socket.socket:
