@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 
 import uvicorn
 
 from .app import create_app
-from .config import load_config
+from .config import RelayConfig, load_config
 from .errors import RelayError
 from .logs import REDACTOR, configure, get_logger
 from .queue import open_queue
@@ -42,7 +44,8 @@ async def _check_queue(url: str) -> None:
     await queue.close()
 
 
-def serve(config_path: str, host: str | None, port: int | None) -> int:
+def serve(config_path: str, host: str | None, port: int | None, workers: int = 1) -> int:
+    """Run the relay; with ``workers`` > 1, that many processes share the listening socket."""
     config = load_config(config_path)
     settings = config.settings
     configure(settings.logging.level, settings.logging.format)
@@ -54,22 +57,32 @@ def serve(config_path: str, host: str | None, port: int | None) -> int:
     port = settings.server.port if port is None else port
     asyncio.run(_check_queue(settings.queue.url))
     sock = bind(host, port)
+    log.info("relay.listening", host=host, port=sock.getsockname()[1],
+             path=settings.server.path, workers=workers)
+    if workers <= 1:
+        return _run_server(config, config_path, sock)
+    return _supervise(workers, lambda: _run_server(config, config_path, sock))
+
+
+def _run_server(config: RelayConfig, config_path: str, sock: socket.socket) -> int:
+    """One server process: receiver and delivery workers on one event loop."""
+    log = get_logger("relay")
     app = create_app(config, config_path=config_path)
     uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                        timeout_graceful_shutdown=max(1, int(settings.server.shutdown_grace)),
+                        timeout_graceful_shutdown=max(1, int(config.settings.server.shutdown_grace)),
                         loop="auto", http="auto", server_header=False)
     server = uvicorn.Server(uv)
     # We own the signals: uvicorn would re-raise SIGTERM after its graceful shutdown, making
     # the exit status "killed by SIGTERM" instead of the 0 the contract promises.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    log.info("relay.listening", host=host, port=sock.getsockname()[1],
-             path=settings.server.path)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
 
         def stop(sig: signal.Signals) -> None:
-            if server.should_exit:
+            # A second Ctrl-C forces; SIGTERM never does: with --workers, a service manager
+            # signals the whole process group and the supervisor forwards it again.
+            if server.should_exit and sig == signal.SIGINT:
                 server.force_exit = True
             server.should_exit = True
             log.info("relay.stopping", signal=sig.name)
@@ -80,7 +93,60 @@ def serve(config_path: str, host: str | None, port: int | None) -> int:
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run())
+    if not server.started:
+        log.error("relay.start_failed", error="the application did not start; see above")
+        return 1
     return 0
+
+
+def _supervise(workers: int, child: Callable[[], int]) -> int:
+    """Fork ``workers`` server processes, pass signals on, restart one that dies unasked.
+
+    Forking before any event loop or thread exists keeps the children clean; each
+    child is a whole relay (receiver + delivery workers) on the shared queue.
+    """
+    log = get_logger("relay")
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            os._exit(child())
+        children[pid] = slot
+
+    def forward(sig: int, _: object) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for slot in range(workers):
+        spawn(slot)
+    status = 0
+    while children:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        if slot is None:
+            continue
+        exit_code = os.waitstatus_to_exitcode(code)
+        if stopping:
+            status = status or (exit_code if exit_code > 0 else 0)
+        else:
+            log.error("relay.worker_died", pid=pid, exit_code=exit_code)
+            time.sleep(1)
+            spawn(slot)
+    return status
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

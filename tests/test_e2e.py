@@ -146,3 +146,22 @@ def test_quickstart_shipped_config(tmp_path: Path) -> None:
     assert logged[0]["request"]["body"]["event_name"] == "Email Bounced"
     assert (tmp_path / "data" / "relay.db").exists()
     assert all({"event", "level", "timestamp"} <= set(x) for x in lines), lines
+
+
+def test_two_worker_processes_share_port_and_queue(tmp_path: Path,
+                                                   bounced: dict[str, Any]) -> None:
+    with Sink() as sink:
+        cfg = write(tmp_path, sink.url, concurrency=4)
+        server = Server(tmp_path, cfg, extra=("--workers", "2"))
+        try:
+            for i in range(60):
+                assert server.post(dict(bounced, user_id=str(i))).status_code == 200
+            sink.wait_for(60)
+            time.sleep(0.5)
+        finally:
+            assert server.stop() == 0
+    users = sorted(json.loads(r.body)["user_id"] for r in sink.received)
+    assert users == sorted(str(i) for i in range(60))  # each delivered exactly once
+    started = [x for x in server.lines() if x["event"] == "relay.started"]
+    assert len(started) == 2
+    assert "Traceback" not in server.output()
