@@ -27,6 +27,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .model import EventInvalid
 from .queue import Queue, open_queue
 from .receiver import BodyInvalid, prepare, token_ok
+from .http_client import make_client
 from .openapi import ReceiveOperation
 from .reload import Reloader
 
@@ -154,9 +155,7 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await rt.queue.open()
-        rt.client = httpx.AsyncClient(follow_redirects=False, http2=False,
-                                      limits=httpx.Limits(max_connections=1000,
-                                                          max_keepalive_connections=200))
+        rt.client = make_client()
         background: list[asyncio.Task[None]] = []
         if run_workers:
             rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.client, rt.metrics)
