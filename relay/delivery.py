@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import msgspec
 from aiolimiter import AsyncLimiter
 
 from .backoff import decide
@@ -50,6 +51,7 @@ class DestinationWorker:
         self.inflight: set[asyncio.Task[None]] = set()
         self.limiter: AsyncLimiter | None = None
         self._limiter_for: Destination | None = None
+        self._next_flush_check = 0.0
         self.task: asyncio.Task[None] | None = None
 
     def destination(self) -> Destination | None:
@@ -70,6 +72,7 @@ class DestinationWorker:
             if free <= 0:
                 await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
                 continue
+            await self._flush_groups()
             now = time.time()
             lease_s = self.d.lease_seconds(dest)
             try:
@@ -85,6 +88,22 @@ class DestinationWorker:
             if len(batch) < free:
                 await self._sleep(await self._idle_for())
 
+    async def _flush_groups(self) -> None:
+        """Due groups become deliveries; checked at most every 100 ms (and on every wakeup)."""
+        now = time.time()
+        if now < self._next_flush_check:
+            return
+        self._next_flush_check = now + 0.1
+        max_events = {r.name: r.group.max_events for r in self.d.config().table.routes
+                      if r.group is not None}
+        try:
+            made = await self.d.queue.flush_groups(self.name, max_events, now)
+        except Exception as exc:
+            log.warning("queue.flush_failed", destination=self.name, error=str(exc))
+            return
+        for key, count in made:
+            log.info("group.flushed", destination=self.name, group_key=_key(key), events=count)
+
     async def _idle_for(self) -> float:
         poll = self.d.poll_interval()
         try:
@@ -96,6 +115,7 @@ class DestinationWorker:
         return max(0.0, min(poll, due - time.time()))
 
     async def _sleep(self, seconds: float) -> None:
+        self._next_flush_check = 0.0
         self.wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
@@ -112,6 +132,9 @@ class DestinationWorker:
             await self.limiter.acquire()
         fields: dict[str, Any] = {"delivery_id": item.id, "event_id": item.event_id,
                                   "destination": self.name, "attempt": item.attempts}
+        if item.group_key is not None:
+            fields["group_key"] = _key(item.group_key)
+            fields["events"] = max(1, len(item.events))
         started = time.perf_counter()
         status: int | None = None
         try:
@@ -171,6 +194,11 @@ class DestinationWorker:
                   duration_ms=round(elapsed * 1000, 1), error=error)
 
 
+def _key(key: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(key)
+    return decoded
+
+
 def _snippet(response: httpx.Response) -> str:
     if 200 <= response.status_code < 300:
         return ""
@@ -199,8 +227,16 @@ class Dispatcher:
         return max(float(self.config().settings.queue.lease), spec.timeout * 2 + queued + 5)
 
     def context_for(self, item: Leased) -> dict[str, Any]:
-        return {"event": item.event(), "raw": item.event_body, "destination": item.destination,
-                "now": time.time()}
+        """What templates see: ``event``; grouped deliveries also ``events`` and ``group``."""
+        context: dict[str, Any] = {"event": item.event(), "raw": item.event_body,
+                                   "destination": item.destination, "now": time.time()}
+        if item.group_key is not None:
+            events = item.all_events()
+            context.update(event=events[0], events=events,
+                           group={"key": _key(item.group_key), "count": len(events),
+                                  "total": len(events)})
+            del context["raw"]
+        return context
 
     def start(self) -> None:
         self.queue.on_new_work(lambda destination: self.wake([destination]))

@@ -29,6 +29,9 @@ class Metrics:
                            ["destination", "state"], registry=r)
         self.oldest = Gauge("relay_queue_oldest_pending_age_seconds",
                             "Age of the oldest pending delivery.", ["destination"], registry=r)
+        self.open_groups = Gauge("relay_open_groups",
+                                 "Groups holding events not yet sent.", ["destination"],
+                                 registry=r)
         self.reloads = Counter("relay_config_reloads", "Config reloads by outcome.",
                                ["outcome"], registry=r)
         for outcome in ("accepted", "duplicate", "rejected"):
@@ -39,6 +42,7 @@ class Metrics:
             for state in ("pending", "dead"):
                 self.depth.labels(dest, state).set(depth.counts.get((dest, state), 0))
             self.oldest.labels(dest).set(depth.oldest_pending_age.get(dest, 0.0))
+            self.open_groups.labels(dest).set(depth.open_groups.get(dest, 0))
         for (dest, state), n in depth.counts.items():
             self.depth.labels(dest, state).set(n)
 

@@ -121,13 +121,30 @@ def new_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Grouping:
+    """Where a grouped route holds an event until its group goes out (CONTRACT section 9).
+
+    ``key`` is the canonical JSON of the ``group.by`` fields; ``wait`` and
+    ``interval`` are the route's timings when the event arrived.
+    """
+
+    key: str
+    wait: float
+    interval: float
+
+
+@dataclass(frozen=True, slots=True)
 class NewDelivery:
-    """A delivery to create with its event: one per (event, destination)."""
+    """A delivery to create with its event: one per (event, destination).
+
+    With ``group`` it is not a delivery yet but an item of that group; the
+    queue turns the group's items into deliveries of at most ``max_events``.
+    """
 
     id: str
     destination: str
     route: str
-    group_key: str | None = None
+    group: Grouping | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +169,15 @@ class Leased:
     created_at: float      # start of the retry budget (reset by replay)
     event_body: bytes
     events: list[bytes] = field(default_factory=list)   # grouped deliveries: every event's body
-    group_key: str | None = None
+    group_key: str | None = None                        # canonical JSON of the key mapping
 
     def event(self) -> dict[str, Any]:
         decoded: dict[str, Any] = msgspec.json.decode(self.event_body)
         return decoded
+
+    def all_events(self) -> list[dict[str, Any]]:
+        """The events of a grouped delivery, oldest first (one event otherwise)."""
+        return [msgspec.json.decode(b) for b in self.events] if self.events else [self.event()]
 
 
 @dataclass(frozen=True, slots=True)

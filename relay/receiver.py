@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from .model import EventInvalid, NewDelivery, NewEvent, new_id, validate_events
-from .routing import Plan, RouteTable
+from .model import EventInvalid, Grouping, NewDelivery, NewEvent, new_id, validate_events
+from .routing import CompiledRoute, Plan, RouteTable
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder()
@@ -78,11 +78,24 @@ def prepare(body: bytes, table: RouteTable, dedupe: bool) -> list[Prepared]:
         raw = _ENCODER.encode(event)
         record = NewEvent(
             id=new_id(), body=raw,
-            deliveries=tuple(NewDelivery(new_id(), dest, route.name)
+            deliveries=tuple(NewDelivery(new_id(), dest, route.name, grouping(route, event))
                              for dest, route in plan.targets),
             fingerprint=hashlib.sha256(raw).digest() if dedupe else None)
         out.append(Prepared(record, event, plan))
     return out
+
+
+def group_key(fields: Sequence[str], event: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``group.by`` fields of an event (missing ones are null: their own group)."""
+    return {name: event.get(name) for name in fields}
+
+
+def grouping(route: CompiledRoute, event: Mapping[str, Any]) -> Grouping | None:
+    """Where a grouped route holds this event; None for a plain route."""
+    if route.group is None:
+        return None
+    key = _ENCODER.encode(group_key(route.group.by, event)).decode()
+    return Grouping(key, float(route.group.wait), float(route.group.interval))
 
 
 def token_ok(expected: str, query: Mapping[str, str], authorization: str | None) -> bool:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import abc
 import os
 import socket
+import sys
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from ..errors import RelayError
+from ..errors import QueueUnavailable, RelayError
 from ..model import DeadLetter, Leased, NewEvent
 
 
@@ -34,6 +35,7 @@ class Depth:
 
     counts: dict[tuple[str, str], int]
     oldest_pending_age: dict[str, float]
+    open_groups: dict[str, int] = field(default_factory=dict)
 
 
 def instance_id() -> str:
@@ -41,10 +43,22 @@ def instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+#: Items per grouped delivery when the route that made them has left the config.
+DEFAULT_MAX_EVENTS = 500
+
+
 class Queue(abc.ABC):
     """A backend: every method is one short transaction."""
 
     owner: str
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version ``open()`` brought the store to (``relay migrate`` prints it).
+
+        By default the number of ``MIGRATIONS`` of the backend's module, all applied at open.
+        """
+        return len(getattr(sys.modules[type(self).__module__], "MIGRATIONS", ()))
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -89,6 +103,16 @@ class Queue(abc.ABC):
         """Dead deliveries back to pending with a fresh attempt budget; ``ids=None`` = all."""
 
     @abc.abstractmethod
+    async def flush_groups(self, destination: str, max_events: Mapping[str, int],
+                           now: float) -> list[tuple[str, int]]:
+        """Turn every due group of ``destination`` into deliveries, atomically.
+
+        Each open item goes into exactly one delivery of at most ``max_events[route]``
+        items (:data:`DEFAULT_MAX_EVENTS` for a route no longer configured); the group
+        then waits for new items. Returns (group key, item count) per delivery made.
+        """
+
+    @abc.abstractmethod
     async def next_due(self, destination: str) -> float | None:
         """When the earliest pending delivery of ``destination`` becomes due."""
 
@@ -129,7 +153,13 @@ def open_queue(url: str) -> Queue:
 
         return SqliteQueue.from_url(url)
     if scheme in ("postgres", "postgresql"):
-        from .postgres import PostgresQueue
+        try:
+            from .postgres import PostgresQueue
+        except ImportError as exc:  # the optional extra is not installed (or lacks libpq)
+            if exc.name is not None and not exc.name.startswith("psycopg"):
+                raise
+            raise QueueUnavailable("the PostgreSQL queue needs psycopg: "
+                                   "pip install 'pushwoosh-relay[postgres]'") from None
 
         return PostgresQueue(url)
     raise UnknownQueueURL(f"unsupported queue url {url.split('://')[0]}://...: "

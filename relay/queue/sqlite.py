@@ -18,13 +18,13 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import QueueUnavailable
-from ..model import DeadLetter, Leased, NewEvent
-from . import Accepted, Depth, Queue, instance_id
+from ..model import DeadLetter, Leased, NewEvent, new_id
+from . import DEFAULT_MAX_EVENTS, Accepted, Depth, Queue, instance_id
 
 T = TypeVar("T")
 Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]
@@ -64,6 +64,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX fingerprints_age ON fingerprints (created_at);
     CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
     """,
+    # 2: grouped deliveries (digests and batches). An event of a grouped route waits as a
+    # group item until its group is flushed into deliveries of at most max_events items.
+    """
+    ALTER TABLE deliveries ADD COLUMN group_key TEXT;
+    CREATE TABLE group_items (
+        id          TEXT PRIMARY KEY,
+        event_id    TEXT NOT NULL REFERENCES events(id),
+        destination TEXT NOT NULL,
+        route       TEXT NOT NULL,
+        group_key   TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        delivery_id TEXT
+    );
+    CREATE INDEX group_items_open ON group_items (destination, route, group_key, delivery_id);
+    CREATE INDEX group_items_delivery ON group_items (delivery_id);
+    CREATE INDEX group_items_event ON group_items (event_id);
+    CREATE TABLE groups (
+        destination   TEXT NOT NULL,
+        route         TEXT NOT NULL,
+        group_key     TEXT NOT NULL,
+        flush_at      REAL,
+        last_flush_at REAL,
+        PRIMARY KEY (destination, route, group_key)
+    );
+    CREATE INDEX groups_due ON groups (destination, flush_at);
+    """,
 )
 
 # -- statements -------------------------------------------------------------------------------
@@ -72,6 +98,39 @@ SQL_INSERT_DELIVERY = """
     INSERT INTO deliveries (id, event_id, destination, route, available_at, created_at,
                             budget_start, updated_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+SQL_INSERT_GROUP_ITEM = """
+    INSERT INTO group_items (id, event_id, destination, route, group_key, created_at)
+    VALUES (?, ?, ?, ?, ?, ?)"""
+# A new group goes out `wait` after its first event; a group that went out within the last
+# `interval` goes out again no sooner than `interval` after that.
+SQL_OPEN_GROUP = """
+    INSERT INTO groups (destination, route, group_key, flush_at, last_flush_at)
+    VALUES (:destination, :route, :key, :now + :wait, NULL)
+    ON CONFLICT (destination, route, group_key) DO UPDATE
+       SET flush_at = COALESCE(groups.flush_at,
+                               MAX(:now + :wait, COALESCE(groups.last_flush_at + :interval, 0)))"""
+SQL_DUE_GROUPS = """
+    SELECT route, group_key FROM groups
+     WHERE destination = ? AND flush_at IS NOT NULL AND flush_at <= ? LIMIT 100"""
+SQL_GROUP_OPEN_ITEMS = """
+    SELECT id, event_id FROM group_items
+     WHERE destination = ? AND route = ? AND group_key = ? AND delivery_id IS NULL
+     ORDER BY created_at, rowid"""
+SQL_CLOSE_GROUP = """
+    UPDATE groups SET flush_at = NULL, last_flush_at = ?
+     WHERE destination = ? AND route = ? AND group_key = ?"""
+SQL_INSERT_GROUP_DELIVERY = """
+    INSERT INTO deliveries (id, event_id, destination, route, available_at, created_at,
+                            budget_start, updated_at, group_key)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+SQL_ASSIGN_ITEM = "UPDATE group_items SET delivery_id = ? WHERE id = ?"
+SQL_GROUP_BODIES = """
+    SELECT e.body FROM group_items g JOIN events e ON e.id = g.event_id
+     WHERE g.delivery_id = ? ORDER BY g.created_at, g.rowid"""
+SQL_NEXT_GROUP_FLUSH = """
+    SELECT MIN(flush_at) FROM groups WHERE destination = ? AND flush_at IS NOT NULL"""
+SQL_OPEN_GROUPS = """
+    SELECT destination, COUNT(*) FROM groups WHERE flush_at IS NOT NULL GROUP BY destination"""
 SQL_FIND_FINGERPRINT = "SELECT event_id FROM fingerprints WHERE digest = ? AND created_at >= ?"
 SQL_PUT_FINGERPRINT = """
     INSERT INTO fingerprints (digest, event_id, created_at) VALUES (?, ?, ?)
@@ -87,7 +146,7 @@ SQL_LEASE = """
                    WHERE destination = :destination AND state = 'pending'
                      AND available_at <= :now
                    ORDER BY available_at LIMIT :limit)
-    RETURNING id, event_id, destination, route, attempts, budget_start"""
+    RETURNING id, event_id, destination, route, attempts, budget_start, group_key"""
 SQL_EVENT_BODY = "SELECT body FROM events WHERE id = ?"
 SQL_SETTLE = """
     UPDATE deliveries
@@ -120,10 +179,15 @@ SQL_RELEASE = """
 SQL_PRUNE_DELIVERIES = """
     DELETE FROM deliveries WHERE rowid IN (
         SELECT rowid FROM deliveries WHERE state = 'succeeded' AND updated_at < ? LIMIT ?)"""
+SQL_PRUNE_GROUP_ITEMS = """
+    DELETE FROM group_items WHERE rowid IN (
+        SELECT g.rowid FROM group_items g WHERE g.created_at < ? AND g.delivery_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = g.delivery_id) LIMIT ?)"""
 SQL_PRUNE_EVENTS = """
     DELETE FROM events WHERE rowid IN (
         SELECT e.rowid FROM events e WHERE e.received_at < ?
-           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?)"""
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+           AND NOT EXISTS (SELECT 1 FROM group_items g WHERE g.event_id = e.id) LIMIT ?)"""
 SQL_PRUNE_FINGERPRINTS = """
     DELETE FROM fingerprints WHERE rowid IN (
         SELECT rowid FROM fingerprints WHERE created_at < ? LIMIT ?)"""
@@ -276,7 +340,15 @@ class SqliteQueue(Queue):
                 conn.execute(SQL_INSERT_EVENT, (ev.id, now, ev.body))
                 conn.executemany(SQL_INSERT_DELIVERY, [
                     (d.id, ev.id, d.destination, d.route, now, now, now, now)
-                    for d in ev.deliveries])
+                    for d in ev.deliveries if d.group is None])
+                for d in ev.deliveries:
+                    if d.group is not None:
+                        conn.execute(SQL_INSERT_GROUP_ITEM, (d.id, ev.id, d.destination,
+                                                             d.route, d.group.key, now))
+                        conn.execute(SQL_OPEN_GROUP, {
+                            "destination": d.destination, "route": d.route,
+                            "key": d.group.key, "now": now, "wait": d.group.wait,
+                            "interval": d.group.interval})
                 out.append(Accepted(ev.id, False))
             return out
 
@@ -289,9 +361,12 @@ class SqliteQueue(Queue):
                                             "now": now, "destination": destination,
                                             "limit": limit}).fetchall()
             out = []
-            for did, event_id, dest, route, attempts, budget_start in rows:
+            for did, event_id, dest, route, attempts, budget_start, group_key in rows:
                 body = conn.execute(SQL_EVENT_BODY, (event_id,)).fetchone()[0]
-                out.append(Leased(did, event_id, dest, route, attempts, budget_start, body))
+                events = ([b for (b,) in conn.execute(SQL_GROUP_BODIES, (did,))]
+                          if group_key is not None else [])
+                out.append(Leased(did, event_id, dest, route, attempts, budget_start, body,
+                                  events, group_key))
             return out
 
         return await self._call(job)
@@ -333,10 +408,30 @@ class SqliteQueue(Queue):
 
         return await self._call(job)
 
+    async def flush_groups(self, destination: str, max_events: Mapping[str, int],
+                           now: float) -> list[tuple[str, int]]:
+        def job(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            made: list[tuple[str, int]] = []
+            for route, key in conn.execute(SQL_DUE_GROUPS, (destination, now)).fetchall():
+                items = conn.execute(SQL_GROUP_OPEN_ITEMS, (destination, route, key)).fetchall()
+                size = max_events.get(route, DEFAULT_MAX_EVENTS)
+                for start in range(0, len(items), size):
+                    chunk = items[start:start + size]
+                    did = new_id()
+                    conn.execute(SQL_INSERT_GROUP_DELIVERY, (did, chunk[0][1], destination,
+                                                             route, now, now, now, now, key))
+                    conn.executemany(SQL_ASSIGN_ITEM, [(did, item_id) for item_id, _ in chunk])
+                    made.append((key, len(chunk)))
+                conn.execute(SQL_CLOSE_GROUP, (now, destination, route, key))
+            return made
+
+        return await self._call(job)
+
     async def next_due(self, destination: str) -> float | None:
         def job(conn: sqlite3.Connection) -> float | None:
-            value: float | None = conn.execute(SQL_NEXT_DUE, (destination,)).fetchone()[0]
-            return value
+            due = [conn.execute(sql, (destination,)).fetchone()[0]
+                   for sql in (SQL_NEXT_DUE, SQL_NEXT_GROUP_FLUSH)]
+            return min((d for d in due if d is not None), default=None)
 
         return await self._call(job)
 
@@ -348,7 +443,7 @@ class SqliteQueue(Queue):
                 counts[(dest, state)] = n
                 if first is not None:
                     oldest[dest] = max(0.0, now - first)
-            return Depth(counts, oldest)
+            return Depth(counts, oldest, dict(conn.execute(SQL_OPEN_GROUPS).fetchall()))
 
         return await self._call(job)
 
@@ -359,6 +454,7 @@ class SqliteQueue(Queue):
                     batch: int = 1000) -> int:
         def job(conn: sqlite3.Connection) -> int:
             n = conn.execute(SQL_PRUNE_DELIVERIES, (settled_before, batch)).rowcount
+            n = max(n, conn.execute(SQL_PRUNE_GROUP_ITEMS, (settled_before, batch)).rowcount)
             n = max(n, conn.execute(SQL_PRUNE_EVENTS, (settled_before, batch)).rowcount)
             return max(n, conn.execute(SQL_PRUNE_FINGERPRINTS,
                                        (fingerprints_before, batch)).rowcount)
