@@ -47,10 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = with_config(sub.add_parser("serve", help="run the receiver and delivery workers"))
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=_positive, default=1,
+                       help="server processes sharing the port (default 1; one per core)")
     with_config(sub.add_parser("check", help="validate the config"))
     route = with_config(sub.add_parser("route", help="dry run: what would FILE's event do"))
     route.add_argument("file", metavar="FILE", help="event JSON file, - for stdin")
     with_config(sub.add_parser("schema", help="print the config's JSON Schema"))
+    with_config(sub.add_parser("migrate", help="bring the queue's schema up to date"))
 
     dlq = sub.add_parser("dlq", help="dead letters")
     dsub = dlq.add_subparsers(dest="dlq_command", required=True, parser_class=_Parser)
@@ -63,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--id", nargs="+", dest="ids", metavar="ID")
     replay.add_argument("--destination", default=None)
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("expected a number from 1 to 64")
+    return value
 
 
 def _load(args: argparse.Namespace) -> RelayConfig:
@@ -83,14 +96,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from .dryrun import dry_run
+    from .dryrun import EventFileInvalid, dry_run
 
     config = _load(args)
+    name = "<stdin>" if args.file == "-" else args.file
     try:
         body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-    result = dry_run(config, body)
+    try:
+        result = dry_run(config, body)
+    except EventFileInvalid as exc:
+        raise CliError(f"{name}: {exc}") from None
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(result)).decode() + "\n")
     return 0
 
@@ -121,6 +138,26 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .queue import open_queue
+
+    config = _load(args)
+    url = config.settings.queue.url
+    scheme = url.split(":", 1)[0].lower()
+    backend = "postgresql" if scheme == "postgres" else scheme
+
+    async def run() -> int:
+        queue = open_queue(url)
+        await queue.open()  # opening applies the missing migrations
+        try:
+            print(f"migrated: {backend} schema version {queue.schema_version}")
+            return 0
+        finally:
+            await queue.close()
+
+    return asyncio.run(run())
+
+
 def _print_dead(letters: Sequence[Any], as_json: bool) -> None:
     if as_json:
         for d in letters:
@@ -143,11 +180,11 @@ def _print_dead(letters: Sequence[Any], as_json: bool) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    return serve(args.config or default_path(), args.host, args.port)
+    return serve(args.config or default_path(), args.host, args.port, args.workers)
 
 
 COMMANDS = {"serve": cmd_serve, "check": cmd_check, "route": cmd_route, "dlq": cmd_dlq,
-            "schema": cmd_schema}
+            "schema": cmd_schema, "migrate": cmd_migrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
