@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from ..errors import QueueUnavailable, RelayError
 from ..model import DeadLetter, Leased, NewEvent
 
@@ -36,6 +38,31 @@ class Depth:
     counts: dict[tuple[str, str], int]
     oldest_pending_age: dict[str, float]
     open_groups: dict[str, int] = field(default_factory=dict)
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether a lease owner (see :func:`instance_id`) on this host still runs.
+
+    Owners on other hosts are assumed alive: their leases simply expire.
+    """
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(rest.partition(":")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def event_name(body: bytes) -> str:
+    """The event name inside a stored body, for `relay dlq list`."""
+    try:
+        return str(msgspec.json.decode(body).get("event_name", ""))
+    except (msgspec.DecodeError, AttributeError):
+        return ""
 
 
 def instance_id() -> str:

@@ -33,8 +33,15 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import QueueUnavailable
 from ..logs import get_logger
 from ..model import DeadLetter, Leased, NewEvent, new_id
-from . import DEFAULT_MAX_EVENTS, Accepted, Depth, Queue, instance_id
-from .sqlite import _event_name, _pid_alive
+from . import (
+    DEFAULT_MAX_EVENTS,
+    Accepted,
+    Depth,
+    Queue,
+    event_name,
+    instance_id,
+    owner_alive,
+)
 
 log = get_logger("relay.queue")
 
@@ -611,7 +618,7 @@ class PostgresQueue(Queue):
     ) -> list[DeadLetter]:
         rows = await self._rows(SQL_DEAD, {"destination": destination, "limit": limit})
         return [
-            DeadLetter(r[0], r[1], r[2], _event_name(bytes(r[3])), r[4], r[5] or "", r[6])
+            DeadLetter(r[0], r[1], r[2], event_name(bytes(r[3])), r[4], r[5] or "", r[6])
             for r in rows
         ]
 
@@ -684,7 +691,7 @@ class PostgresQueue(Queue):
             owners = await (await conn.execute(SQL_ORPHAN_LEASES, (now,))).fetchall()
             released = 0
             for (owner,) in owners:
-                if not _pid_alive(owner):
+                if not owner_alive(owner):
                     released += (await conn.execute(SQL_RELEASE, (now, owner))).rowcount
         return released
 

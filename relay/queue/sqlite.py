@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue as threadqueue
-import socket
 import sqlite3
 import threading
 import time
@@ -24,7 +22,7 @@ from typing import Any, TypeVar
 
 from ..errors import QueueUnavailable
 from ..model import DeadLetter, Leased, NewEvent, new_id
-from . import DEFAULT_MAX_EVENTS, Accepted, Depth, Queue, instance_id
+from . import DEFAULT_MAX_EVENTS, Accepted, Depth, Queue, event_name, instance_id, owner_alive
 
 T = TypeVar("T")
 Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]
@@ -193,18 +191,6 @@ SQL_PRUNE_FINGERPRINTS = """
         SELECT rowid FROM fingerprints WHERE created_at < ? LIMIT ?)"""
 
 
-def _pid_alive(owner: str) -> bool:
-    """Whether a lease owner on this host still runs (SQLite is single-host by nature)."""
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(rest.partition(":")[0]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
 
 
 class SqliteQueue(Queue):
@@ -392,7 +378,7 @@ class SqliteQueue(Queue):
                            limit: int = 1000) -> list[DeadLetter]:
         def job(conn: sqlite3.Connection) -> list[DeadLetter]:
             rows = conn.execute(SQL_DEAD, {"destination": destination, "limit": limit})
-            return [DeadLetter(r[0], r[1], r[2], _event_name(r[3]), r[4], r[5] or "", r[6])
+            return [DeadLetter(r[0], r[1], r[2], event_name(r[3]), r[4], r[5] or "", r[6])
                     for r in rows]
 
         return await self._call(job)
@@ -464,7 +450,7 @@ class SqliteQueue(Queue):
     def _release_orphans(self, conn: sqlite3.Connection) -> int:
         """Leases of processes that died on this host come back at once, not after the lease."""
         now = time.time()
-        dead = [o for (o,) in conn.execute(SQL_ORPHAN_LEASES, (now,)) if not _pid_alive(o)]
+        dead = [o for (o,) in conn.execute(SQL_ORPHAN_LEASES, (now,)) if not owner_alive(o)]
         return sum(conn.execute(SQL_RELEASE, (now, o)).rowcount for o in dead)
 
 
@@ -476,13 +462,6 @@ class _Aborted(Exception):
         self.cause = cause
 
 
-def _event_name(body: bytes) -> str:
-    import msgspec
-
-    try:
-        return str(msgspec.json.decode(body).get("event_name", ""))
-    except (msgspec.DecodeError, AttributeError):
-        return ""
 
 
 def _unavailable(exc: BaseException) -> BaseException:
