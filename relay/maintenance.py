@@ -34,12 +34,20 @@ async def prune_once(queue: Queue, config: RelayConfig, now: float | None = None
         await asyncio.sleep(0.05)
 
 
-async def run(queue: Queue, config: Callable[[], RelayConfig], every: float = 60.0) -> None:
+async def run(queue: Queue, config: Callable[[], RelayConfig], prune_every: float = 60.0,
+              orphans_every: float = 5.0) -> None:
+    """Release dead processes' leases every few seconds; prune every minute."""
+    next_prune = 0.0
     while True:
         try:
-            n = await prune_once(queue, config())
-            if n:
-                log.info("queue.pruned", rows=n)
-        except Exception as exc:  # a failed prune is retried next round
-            log.warning("queue.prune_failed", error=str(exc))
-        await asyncio.sleep(every)
+            released = await queue.release_orphans()
+            if released:
+                log.warning("queue.leases_released", deliveries=released)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + prune_every
+                n = await prune_once(queue, config())
+                if n:
+                    log.info("queue.pruned", rows=n)
+        except Exception as exc:  # retried next round
+            log.warning("queue.maintenance_failed", error=str(exc))
+        await asyncio.sleep(orphans_every)

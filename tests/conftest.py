@@ -41,3 +41,15 @@ def sink() -> Any:
 
     with Sink() as s:
         yield s
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A fresh queue store of each backend, as the URL a config names."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'queue.db'}"
+        return
+    from . import pg
+
+    async with pg.fresh_schema() as url:
+        yield url

@@ -17,10 +17,14 @@ from relay.app import create_app
 from relay.config import parse_config
 
 
-def config_text(db: Path, body: str, *, server: str = "") -> str:
-    """A config with a fast-polling SQLite queue at ``db`` plus ``body`` (destinations, routes)."""
+def config_text(db: Path | str, body: str, *, server: str = "") -> str:
+    """A config with a fast-polling queue plus ``body`` (destinations, routes).
+
+    ``db`` is a SQLite file path or a queue URL (the ``queue_url`` fixture's).
+    """
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
     return (f"server:\n  dedupe_window: 0\n{textwrap.indent(textwrap.dedent(server), '  ')}\n"
-            f"queue:\n  url: sqlite:///{db}\n  poll_interval: 100ms\n"
+            f"queue:\n  url: \"{url}\"\n  poll_interval: 100ms\n"
             + textwrap.dedent(body))
 
 

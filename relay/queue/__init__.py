@@ -160,6 +160,15 @@ class Queue(abc.ABC):
         self._new_work = callback
 
     @abc.abstractmethod
+    async def release_orphans(self) -> int:
+        """Leases held by processes that died on this host are due again now.
+
+        Run at open and periodically, so a SIGKILLed sibling (``--workers``, or
+        another instance on the host) does not hold its deliveries until the lease
+        runs out. Returns how many deliveries came back.
+        """
+
+    @abc.abstractmethod
     async def prune(self, settled_before: float, fingerprints_before: float,
                     batch: int = 1000) -> int:
         """Delete one small batch of old succeeded deliveries, their events, old fingerprints.

@@ -341,7 +341,7 @@ class PostgresQueue(Queue):
         self._pool = pool
         self._listener = asyncio.create_task(self._listen(listen), name="relay-pg-listen")
         try:
-            await self._release_orphans()
+            await self.release_orphans()
         except BaseException:
             await self.close()
             raise
@@ -681,7 +681,7 @@ class PostgresQueue(Queue):
             cur = await conn.execute(SQL_PRUNE_FINGERPRINTS, (fingerprints_before, batch))
             return max(n, cur.rowcount)
 
-    async def _release_orphans(self) -> int:
+    async def release_orphans(self) -> int:
         """Leases of processes that died on this host come back at once, not after the lease.
 
         Owners on other hosts cannot be checked from here; their leases simply expire.

@@ -230,7 +230,7 @@ class SqliteQueue(Queue):
         self._thread = threading.Thread(target=self._writer, args=(conn,),
                                         name="relay-sqlite-writer", daemon=True)
         self._thread.start()
-        await self._call(self._release_orphans)
+        await self.release_orphans()
 
     async def close(self) -> None:
         if self._thread is not None:
@@ -447,8 +447,10 @@ class SqliteQueue(Queue):
 
         return await self._call(job)
 
+    async def release_orphans(self) -> int:
+        return await self._call(self._release_orphans)
+
     def _release_orphans(self, conn: sqlite3.Connection) -> int:
-        """Leases of processes that died on this host come back at once, not after the lease."""
         now = time.time()
         dead = [o for (o,) in conn.execute(SQL_ORPHAN_LEASES, (now,)) if not owner_alive(o)]
         return sum(conn.execute(SQL_RELEASE, (now, o)).rowcount for o in dead)
