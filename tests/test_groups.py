@@ -109,3 +109,31 @@ async def test_metrics_count_open_groups(queue_url: str, sink: Sink,
         await client.post("/webhooks/pushwoosh", json=both)
         text = (await client.get("/metrics")).text
     assert 'relay_open_groups{destination="crm"} 2.0' in text
+
+
+async def test_hubspot_style_batch_body_from_the_readme(queue_url: str, sink: Sink,
+                                                         bounced: dict[str, Any]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    body = readme.split("    body: >-\n", 1)[1].split("\nroutes:", 1)[0]
+    text = config_text(queue_url, f"""
+routes:
+  - name: batches
+    to: [alerts]
+    group: {{wait: 300ms, interval: 1s, max_events: 100}}
+destinations:
+  alerts:
+    type: http
+    url: "{sink.url}/batch/upsert"
+    headers: {{Content-Type: application/json}}
+    body: >-
+{body}
+""")
+    async with running_app(text) as client:
+        events = [bounce(bounced, i) for i in range(3)]
+        events[1]["hwid"] = 'quote"and<tag>@x.org'
+        await client.post("/webhooks/pushwoosh", json=events)
+        got = sink.wait_for(1)
+    assert got[0].headers["content-type"] == "application/json"
+    assert got[0].json() == {"inputs": [
+        {"idProperty": "email", "id": e["hwid"],
+         "properties": {"last_email_event": "Email Bounced"}} for e in events]}
