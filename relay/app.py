@@ -22,13 +22,13 @@ from . import __version__, maintenance
 from .config import RelayConfig
 from .delivery import Dispatcher
 from .errors import QueueUnavailable
+from .http_client import make_client
 from .logs import get_logger
 from .metrics import CONTENT_TYPE, Metrics
 from .model import EventInvalid
+from .openapi import ReceiveOperation
 from .queue import Queue, open_queue
 from .receiver import BodyInvalid, prepare, token_ok
-from .http_client import make_client
-from .openapi import ReceiveOperation
 from .reload import Reloader
 
 log = get_logger("relay.receiver")
@@ -66,8 +66,13 @@ def _reject(rt: Runtime, status: int, reason: str, **extra: Any) -> Response[byt
     return _json(status, {"error": reason, **extra})
 
 
-def create_app(config: RelayConfig, queue: Queue | None = None, *,
-               run_workers: bool = True, config_path: str | None = None) -> Litestar:
+def create_app(
+    config: RelayConfig,
+    queue: Queue | None = None,
+    *,
+    run_workers: bool = True,
+    config_path: str | None = None,
+) -> Litestar:
     """Build the app for ``config``; ``queue`` overrides the configured one (tests).
 
     With ``config_path`` the app reloads that file on SIGHUP and when it changes.
@@ -101,14 +106,20 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
         except BodyInvalid as exc:
             return _reject(rt, 400, str(exc))
         except EventInvalid as exc:
-            return _reject(rt, 422, "event does not match the Pushwoosh webhook schema",
-                           errors=exc.errors)
+            return _reject(
+                rt, 422, "event does not match the Pushwoosh webhook schema", errors=exc.errors
+            )
         try:
-            accepted = await rt.queue.enqueue([p.record for p in prepared],
-                                              srv.dedupe_window, time.time())
+            accepted = await rt.queue.enqueue(
+                [p.record for p in prepared], srv.dedupe_window, time.time()
+            )
         except Exception as exc:
-            log.error("queue.unavailable", error=str(exc) if isinstance(exc, QueueUnavailable)
-                      else f"{type(exc).__name__}: {exc}")
+            log.error(
+                "queue.unavailable",
+                error=str(exc)
+                if isinstance(exc, QueueUnavailable)
+                else f"{type(exc).__name__}: {exc}",
+            )
             return _json(503, {"error": "queue unavailable; the event was not accepted"})
         ids, duplicates, destinations = [], 0, set()
         for p, result in zip(prepared, accepted, strict=True):
@@ -116,14 +127,21 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
             if result.duplicate:
                 duplicates += 1
                 rt.metrics.events.labels("duplicate").inc()
-                log.info("event.duplicate", event_id=result.event_id,
-                         event_name=p.event.get("event_name"))
+                log.info(
+                    "event.duplicate",
+                    event_id=result.event_id,
+                    event_name=p.event.get("event_name"),
+                )
                 continue
             rt.metrics.events.labels("accepted").inc()
             destinations.update(d.destination for d in p.record.deliveries)
-            log.info("event.received", event_id=result.event_id,
-                     event_name=p.event.get("event_name"), routes=list(p.plan.routes),
-                     deliveries=len(p.record.deliveries))
+            log.info(
+                "event.received",
+                event_id=result.event_id,
+                event_name=p.event.get("event_name"),
+                routes=list(p.plan.routes),
+                deliveries=len(p.record.deliveries),
+            )
         if rt.dispatcher is not None and destinations:
             rt.dispatcher.wake(list(destinations))
         payload: dict[str, Any] = {"accepted": len(ids) - duplicates, "ids": ids}
@@ -162,12 +180,21 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
             rt.dispatcher.start()
             background.append(asyncio.create_task(maintenance.run(rt.queue, rt.current)))
         if config_path is not None:
-            reloader = Reloader(config_path, rt.current, rt.apply,
-                                lambda outcome: rt.metrics.reloads.labels(outcome).inc())
+            reloader = Reloader(
+                config_path,
+                rt.current,
+                rt.apply,
+                lambda outcome: rt.metrics.reloads.labels(outcome).inc(),
+            )
             reloader.install_sighup()
             background.append(asyncio.create_task(reloader.watch()))
-        log.info("relay.started", version=__version__, queue=_queue_kind(rt),
-                 routes=len(rt.config.table.routes), destinations=len(rt.config.destinations))
+        log.info(
+            "relay.started",
+            version=__version__,
+            queue=_queue_kind(rt),
+            routes=len(rt.config.table.routes),
+            destinations=len(rt.config.destinations),
+        )
         try:
             yield
         finally:
@@ -180,11 +207,16 @@ def create_app(config: RelayConfig, queue: Queue | None = None, *,
             await rt.queue.close()
             log.info("relay.stopped")
 
-    handler = post(server.path, status_code=200, name="receive",
-                   operation_class=ReceiveOperation)(receive)
-    app = Litestar(route_handlers=[handler, healthz, readyz, metrics], lifespan=[lifespan],
-                   request_max_body_size=server.max_body_bytes, debug=False,
-                   logging_config=None)
+    handler = post(server.path, status_code=200, name="receive", operation_class=ReceiveOperation)(
+        receive
+    )
+    app = Litestar(
+        route_handlers=[handler, healthz, readyz, metrics],
+        lifespan=[lifespan],
+        request_max_body_size=server.max_body_bytes,
+        debug=False,
+        logging_config=None,
+    )
     app.state.runtime = rt
     return app
 

@@ -25,16 +25,17 @@ class Decision:
 
 def _wait(policy: Retry, attempt: int) -> float:
     # tenacity computes multiplier * 2**(n-1) + uniform(0, jitter), capped at max.
-    strategy = tenacity.wait_exponential_jitter(multiplier=policy.initial_delay,
-                                                max=policy.max_delay,
-                                                jitter=policy.initial_delay)
+    strategy = tenacity.wait_exponential_jitter(
+        multiplier=policy.initial_delay, max=policy.max_delay, jitter=policy.initial_delay
+    )
     state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = attempt
     return float(strategy(state))
 
 
-def decide(policy: Retry, attempts: int, budget_start: float, now: float,
-           retry_after: float | None = None) -> Decision:
+def decide(
+    policy: Retry, attempts: int, budget_start: float, now: float, retry_after: float | None = None
+) -> Decision:
     """What to do after the ``attempts``-th failed attempt."""
     if attempts >= policy.max_attempts:
         return Decision(None, f"gave up after {attempts} attempts")

@@ -40,15 +40,22 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", default=None,
-                        help="config file (default: $RELAY_CONFIG, else config/relay.yaml)")
+        sp.add_argument(
+            "--config",
+            default=None,
+            help="config file (default: $RELAY_CONFIG, else config/relay.yaml)",
+        )
         return sp
 
     serve = with_config(sub.add_parser("serve", help="run the receiver and delivery workers"))
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--workers", type=_positive, default=1,
-                       help="server processes sharing the port (default 1; one per core)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="server processes sharing the port (default 1; one per core)",
+    )
     with_config(sub.add_parser("check", help="validate the config"))
     route = with_config(sub.add_parser("route", help="dry run: what would FILE's event do"))
     route.add_argument("file", metavar="FILE", help="event JSON file, - for stdin")
@@ -128,9 +135,11 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             n = await queue.replay(None if args.all else args.ids, args.destination, time.time())
             print(f"replayed {n} dead deliveries")
             if args.ids and n < len(args.ids):
-                print(f"warning: {len(args.ids) - n} of the given ids are not dead deliveries"
-                      + (f" of {args.destination}" if args.destination else ""),
-                      file=sys.stderr)
+                print(
+                    f"warning: {len(args.ids) - n} of the given ids are not dead deliveries"
+                    + (f" of {args.destination}" if args.destination else ""),
+                    file=sys.stderr,
+                )
             return 0
         finally:
             await queue.close()
@@ -161,17 +170,26 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def _print_dead(letters: Sequence[Any], as_json: bool) -> None:
     if as_json:
         for d in letters:
-            print(msgspec.json.encode({
-                "id": d.id, "destination": d.destination, "event_id": d.event_id,
-                "event_name": d.event_name, "attempts": d.attempts,
-                "last_error": d.last_error}).decode())
+            print(
+                msgspec.json.encode(
+                    {
+                        "id": d.id,
+                        "destination": d.destination,
+                        "event_id": d.event_id,
+                        "event_name": d.event_name,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                    }
+                ).decode()
+            )
         return
     if not letters:
         print("no dead deliveries")
         return
     rows = [("ID", "DESTINATION", "EVENT", "ATTEMPTS", "LAST ERROR")]
-    rows += [(d.id, d.destination, d.event_name, str(d.attempts), d.last_error[:80])
-             for d in letters]
+    rows += [
+        (d.id, d.destination, d.event_name, str(d.attempts), d.last_error[:80]) for d in letters
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
@@ -183,8 +201,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.config or default_path(), args.host, args.port, args.workers)
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "route": cmd_route, "dlq": cmd_dlq,
-            "schema": cmd_schema, "migrate": cmd_migrate}
+COMMANDS = {
+    "serve": cmd_serve,
+    "check": cmd_check,
+    "route": cmd_route,
+    "dlq": cmd_dlq,
+    "schema": cmd_schema,
+    "migrate": cmd_migrate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,8 +32,11 @@ from .units import dec_hook, enc_hook, schema_hook
 
 DEFAULT_PATH = "config/relay.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<key>key)` in `\$(?P<kpath>[^`]*)`"
-                 r"| - at `\$(?P<path>[^`]*)`)?$", re.S)
+_AT = re.compile(
+    r"^(?P<msg>.*?)(?: - at `(?P<key>key)` in `\$(?P<kpath>[^`]*)`"
+    r"| - at `\$(?P<path>[^`]*)`)?$",
+    re.S,
+)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`$")
 
 
@@ -58,8 +61,9 @@ def default_path() -> str:
     return os.environ.get("RELAY_CONFIG") or DEFAULT_PATH
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                env: Mapping[str, str] | None = None) -> RelayConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> RelayConfig:
     """Read and compile the config file; raise :class:`ConfigError` listing every problem."""
     file = str(path) if path is not None else default_path()
     try:
@@ -71,8 +75,9 @@ def load_config(path: str | os.PathLike[str] | None = None,
     return parse_config(text, file, env)
 
 
-def parse_config(text: str, file: str = "<config>",
-                 env: Mapping[str, str] | None = None) -> RelayConfig:
+def parse_config(
+    text: str, file: str = "<config>", env: Mapping[str, str] | None = None
+) -> RelayConfig:
     """Like :func:`load_config`, from text (tests and reload use it directly)."""
     doc = yamlsource.load(text, file, env)
     if doc.problems and doc.data is None:
@@ -87,8 +92,9 @@ def parse_config(text: str, file: str = "<config>",
     return _compile(settings, doc, problems)
 
 
-def _convert(data: dict[str, Any], doc: yamlsource.Document,
-             problems: list[Problem]) -> Config | None:
+def _convert(
+    data: dict[str, Any], doc: yamlsource.Document, problems: list[Problem]
+) -> Config | None:
     """Schema validation; destinations one by one so errors name the destination."""
     raw_dest = data.get("destinations") or {}
     if not isinstance(raw_dest, dict):
@@ -129,7 +135,7 @@ def _located(exc: msgspec.ValidationError, prefix: str, doc: yamlsource.Document
     elif message.startswith("Object missing required field"):
         message = "missing required key " + message.split("`")[1].join("''")
     elif message.startswith("Expected `str`") and path in doc.retyped:
-        message += " (YAML does not read the substituted value as text; quote it: \"${...}\")"
+        message += ' (YAML does not read the substituted value as text; quote it: "${...}")'
     return doc.problem(path, message)
 
 
@@ -145,22 +151,32 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
             continue
         destinations[name] = dest
         if not dest.enabled:
-            warnings.append(doc.problem(path, f"destination '{name}' is disabled"
-                                        f" ({dest.disabled_reason}); routes to it send nothing"))
+            warnings.append(
+                doc.problem(
+                    path,
+                    f"destination '{name}' is disabled"
+                    f" ({dest.disabled_reason}); routes to it send nothing",
+                )
+            )
 
     routes: list[CompiledRoute] = []
     seen: dict[str, int] = {}
     for i, route in enumerate(settings.routes):
         path = f"routes[{i}]"
         if route.name in seen:
-            problems.append(doc.problem(f"{path}.name", f"duplicate route name '{route.name}'"
-                                        f" (also routes[{seen[route.name]}])"))
+            problems.append(
+                doc.problem(
+                    f"{path}.name",
+                    f"duplicate route name '{route.name}' (also routes[{seen[route.name]}])",
+                )
+            )
         seen.setdefault(route.name, i)
         for j, target in enumerate(route.to):
             if target not in settings.destinations:
                 hint = _did_you_mean(target, settings.destinations)
-                problems.append(doc.problem(f"{path}.to[{j}]",
-                                            f"unknown destination '{target}'{hint}"))
+                problems.append(
+                    doc.problem(f"{path}.to[{j}]", f"unknown destination '{target}'{hint}")
+                )
         try:
             when = rules.compile_when(route.when, f"{path}.when")
         except SpecError as exc:
@@ -169,13 +185,17 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
         warnings.extend(_event_name_warnings(route.when, f"{path}.when", doc))
         if route.group is not None:
             problems.extend(_group_problems(route, path, doc, warnings))
-        routes.append(CompiledRoute(name=route.name, when=when, to=tuple(route.to),
-                                    stop=route.stop, group=route.group))
+        routes.append(
+            CompiledRoute(
+                name=route.name, when=when, to=tuple(route.to), stop=route.stop, group=route.group
+            )
+        )
     ip_policy = IpPolicy()
     try:
         ip_policy = IpPolicy(
             parse_networks(settings.server.allow_ips, "server.allow_ips"),
-            parse_networks(settings.server.trusted_proxies, "server.trusted_proxies"))
+            parse_networks(settings.server.trusted_proxies, "server.trusted_proxies"),
+        )
     except SpecError as exc:
         problems.append(doc.problem(exc.path, exc.message))
     if problems:
@@ -184,11 +204,14 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
     for dest in destinations.values():
         secrets |= dest.secrets
     return RelayConfig(
-        source=doc.file, settings=settings, destinations=destinations,
-        table=RouteTable(tuple(routes), frozenset(n for n, d in destinations.items()
-                                                  if d.enabled)),
-        warnings=tuple(warnings), secrets=frozenset(s for s in secrets if s),
-        ip_policy=ip_policy)
+        source=doc.file,
+        settings=settings,
+        destinations=destinations,
+        table=RouteTable(tuple(routes), frozenset(n for n, d in destinations.items() if d.enabled)),
+        warnings=tuple(warnings),
+        secrets=frozenset(s for s in secrets if s),
+        ip_policy=ip_policy,
+    )
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
@@ -201,13 +224,19 @@ def _event_name_warnings(when: Any, path: str, doc: yamlsource.Document) -> list
     for at, value in rules.literal_comparisons(when, "event_name", path):
         if isinstance(value, str) and value not in DOCUMENTED_EVENT_NAMES:
             hint = _did_you_mean(value, DOCUMENTED_EVENT_NAMES)
-            out.append(doc.problem(at, f"'{value}' is not an event name Pushwoosh documents"
-                                   f"{hint}; it still matches events that carry it"))
+            out.append(
+                doc.problem(
+                    at,
+                    f"'{value}' is not an event name Pushwoosh documents"
+                    f"{hint}; it still matches events that carry it",
+                )
+            )
     return out
 
 
-def _group_problems(route: Any, path: str, doc: yamlsource.Document,
-                    warnings: list[Problem]) -> list[Problem]:
+def _group_problems(
+    route: Any, path: str, doc: yamlsource.Document, warnings: list[Problem]
+) -> list[Problem]:
     from .model import EVENT_FIELDS
 
     group = route.group
@@ -217,10 +246,13 @@ def _group_problems(route: Any, path: str, doc: yamlsource.Document,
             problems.append(doc.problem(f"{path}.group.{key}", "must be a positive duration"))
     for i, name in enumerate(group.by):
         if name not in EVENT_FIELDS:
-            warnings.append(doc.problem(
-                f"{path}.group.by[{i}]",
-                f"'{name}' is not a documented event field{_did_you_mean(name, EVENT_FIELDS)};"
-                " events without it form their own group"))
+            warnings.append(
+                doc.problem(
+                    f"{path}.group.by[{i}]",
+                    f"'{name}' is not a documented event field{_did_you_mean(name, EVENT_FIELDS)};"
+                    " events without it form their own group",
+                )
+            )
     return problems
 
 
@@ -241,5 +273,13 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-__all__ = ["DEFAULT_PATH", "ConfigError", "Name", "RelayConfig", "default_path", "json_schema",
-           "load_config", "parse_config"]
+__all__ = [
+    "DEFAULT_PATH",
+    "ConfigError",
+    "Name",
+    "RelayConfig",
+    "default_path",
+    "json_schema",
+    "load_config",
+    "parse_config",
+]

@@ -94,8 +94,9 @@ class DestinationWorker:
         if now < self._next_flush_check:
             return
         self._next_flush_check = now + 0.1
-        max_events = {r.name: r.group.max_events for r in self.d.config().table.routes
-                      if r.group is not None}
+        max_events = {
+            r.name: r.group.max_events for r in self.d.config().table.routes if r.group is not None
+        }
         try:
             made = await self.d.queue.flush_groups(self.name, max_events, now)
         except Exception as exc:
@@ -124,14 +125,22 @@ class DestinationWorker:
         try:
             await self._send(dest, item)
         except Exception as exc:  # the queue failed while recording: the lease will expire
-            log.error("delivery.record_failed", delivery_id=item.id, destination=self.name,
-                      error=f"{type(exc).__name__}: {exc}")
+            log.error(
+                "delivery.record_failed",
+                delivery_id=item.id,
+                destination=self.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _send(self, dest: Destination, item: Leased) -> None:
         if self.limiter is not None:
             await self.limiter.acquire()
-        fields: dict[str, Any] = {"delivery_id": item.id, "event_id": item.event_id,
-                                  "destination": self.name, "attempt": item.attempts}
+        fields: dict[str, Any] = {
+            "delivery_id": item.id,
+            "event_id": item.event_id,
+            "destination": self.name,
+            "attempt": item.attempts,
+        }
         if item.group_key is not None:
             fields["group_key"] = _key(item.group_key)
             fields["events"] = max(1, len(item.events))
@@ -140,12 +149,19 @@ class DestinationWorker:
         try:
             request = dest.build(self.d.context_for(item), item.id)
             if not dest.sends:
-                log.info("delivery.logged", **fields,
-                         request=request.display(dest.secrets, dest.secret_headers))
+                log.info(
+                    "delivery.logged",
+                    **fields,
+                    request=request.display(dest.secrets, dest.secret_headers),
+                )
             else:
                 response = await self.d.client.request(
-                    request.method, request.url, headers=request.headers, content=request.body,
-                    timeout=dest.spec.timeout)
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    content=request.body,
+                    timeout=dest.spec.timeout,
+                )
                 status = response.status_code
                 dest.judge(status, response.headers, _snippet(response))
         except RenderError as exc:
@@ -153,24 +169,39 @@ class DestinationWorker:
         except Permanent as exc:
             await self._dead(fields, str(exc), exc.status_code, started)
         except Retryable as exc:
-            await self._failed(dest, item, fields, str(exc), exc.status_code, exc.retry_after,
-                               started)
+            await self._failed(
+                dest, item, fields, str(exc), exc.status_code, exc.retry_after, started
+            )
         except httpx.TimeoutException as exc:
-            await self._failed(dest, item, fields, f"timeout: {type(exc).__name__}", None, None,
-                               started)
+            await self._failed(
+                dest, item, fields, f"timeout: {type(exc).__name__}", None, None, started
+            )
         except httpx.HTTPError as exc:
-            await self._failed(dest, item, fields, f"{type(exc).__name__}: {exc}", None, None,
-                               started)
+            await self._failed(
+                dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
+            )
         else:
             elapsed = time.perf_counter() - started
             await self.d.queue.succeed(item.id, status, time.time())
             self.d.metrics.deliveries.labels(self.name, "succeeded").inc()
             self.d.metrics.duration.labels(self.name).observe(elapsed)
-            log.info("delivery.succeeded", **fields, status_code=status,
-                     duration_ms=round(elapsed * 1000, 1))
+            log.info(
+                "delivery.succeeded",
+                **fields,
+                status_code=status,
+                duration_ms=round(elapsed * 1000, 1),
+            )
 
-    async def _failed(self, dest: Destination, item: Leased, fields: dict[str, Any], error: str,
-                      status: int | None, retry_after: float | None, started: float) -> None:
+    async def _failed(
+        self,
+        dest: Destination,
+        item: Leased,
+        fields: dict[str, Any],
+        error: str,
+        status: int | None,
+        retry_after: float | None,
+        started: float,
+    ) -> None:
         now = time.time()
         decision = decide(dest.spec.retry, item.attempts, item.created_at, now, retry_after)
         if decision.delay is None:
@@ -180,18 +211,29 @@ class DestinationWorker:
         await self.d.queue.retry(item.id, now + decision.delay, error, status, now)
         self.d.metrics.deliveries.labels(self.name, "retrying").inc()
         self.d.metrics.duration.labels(self.name).observe(elapsed)
-        log.warning("delivery.retrying", **fields, status_code=status,
-                    duration_ms=round(elapsed * 1000, 1), error=error,
-                    retry_in_s=round(decision.delay, 3))
+        log.warning(
+            "delivery.retrying",
+            **fields,
+            status_code=status,
+            duration_ms=round(elapsed * 1000, 1),
+            error=error,
+            retry_in_s=round(decision.delay, 3),
+        )
 
-    async def _dead(self, fields: dict[str, Any], error: str, status: int | None,
-                    started: float) -> None:
+    async def _dead(
+        self, fields: dict[str, Any], error: str, status: int | None, started: float
+    ) -> None:
         elapsed = time.perf_counter() - started
         await self.d.queue.bury(fields["delivery_id"], error, status, time.time())
         self.d.metrics.deliveries.labels(self.name, "dead").inc()
         self.d.metrics.duration.labels(self.name).observe(elapsed)
-        log.error("delivery.dead", **fields, status_code=status,
-                  duration_ms=round(elapsed * 1000, 1), error=error)
+        log.error(
+            "delivery.dead",
+            **fields,
+            status_code=status,
+            duration_ms=round(elapsed * 1000, 1),
+            error=error,
+        )
 
 
 def _key(key: str) -> dict[str, Any]:
@@ -208,8 +250,13 @@ def _snippet(response: httpx.Response) -> str:
 class Dispatcher:
     """Runs one :class:`DestinationWorker` per configured destination."""
 
-    def __init__(self, queue: Queue, config: Callable[[], RelayConfig],
-                 client: httpx.AsyncClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        config: Callable[[], RelayConfig],
+        client: httpx.AsyncClient,
+        metrics: Metrics,
+    ) -> None:
         self.queue = queue
         self.config = config
         self.client = client
@@ -228,13 +275,19 @@ class Dispatcher:
 
     def context_for(self, item: Leased) -> dict[str, Any]:
         """What templates see: ``event``; grouped deliveries also ``events`` and ``group``."""
-        context: dict[str, Any] = {"event": item.event(), "raw": item.event_body,
-                                   "destination": item.destination, "now": time.time()}
+        context: dict[str, Any] = {
+            "event": item.event(),
+            "raw": item.event_body,
+            "destination": item.destination,
+            "now": time.time(),
+        }
         if item.group_key is not None:
             events = item.all_events()
-            context.update(event=events[0], events=events,
-                           group={"key": _key(item.group_key), "count": len(events),
-                                  "total": len(events)})
+            context.update(
+                event=events[0],
+                events=events,
+                group={"key": _key(item.group_key), "count": len(events), "total": len(events)},
+            )
             del context["raw"]
         return context
 

@@ -58,8 +58,9 @@ class RenderError(RelayError):
 class Retryable(RelayError):
     """A delivery attempt failed in a way that a later attempt may fix."""
 
-    def __init__(self, message: str, *, status_code: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.retry_after = retry_after

@@ -38,14 +38,17 @@ class Redactor:
         if isinstance(value, str):
             return self._pattern.sub(MASK, value) if self._pattern else value
         if isinstance(value, dict):
-            return {k: mask_hwid(self._clean(v)) if k == "hwid" and self.mask_hwid
-                    else self._clean(v) for k, v in value.items()}
+            return {
+                k: mask_hwid(self._clean(v)) if k == "hwid" and self.mask_hwid else self._clean(v)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
 
-    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]
-                 ) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _: Any, __: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         if self._pattern is None and not self.mask_hwid:
             return event_dict
         return self._clean(event_dict)  # type: ignore[no-any-return]
@@ -72,10 +75,15 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     """Set up structlog once per process; ``fmt`` is auto, json or console."""
     stream = stream or sys.stdout
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
-    renderer: Any = (structlog.dev.ConsoleRenderer(colors=True) if console
-                     else structlog.processors.JSONRenderer(serializer=_serialize))
-    shared: list[Any] = [structlog.processors.add_log_level,
-                         structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=True)
+        if console
+        else structlog.processors.JSONRenderer(serializer=_serialize)
+    )
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -85,17 +93,24 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]),
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
     # Libraries (uvicorn, asyncio) log through stdlib logging: same format, same redaction,
     # warnings and up only.
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, REDACTOR,
-                    renderer]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                REDACTOR,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -17,8 +17,9 @@ from .queue import Queue
 log = get_logger("relay.maintenance")
 
 
-async def prune_once(queue: Queue, config: RelayConfig, now: float | None = None,
-                     batch: int = 1000) -> int:
+async def prune_once(
+    queue: Queue, config: RelayConfig, now: float | None = None, batch: int = 1000
+) -> int:
     """Prune until nothing old is left; returns rows deleted (largest table per batch)."""
     now = time.time() if now is None else now
     settings = config.settings
@@ -34,8 +35,12 @@ async def prune_once(queue: Queue, config: RelayConfig, now: float | None = None
         await asyncio.sleep(0.05)
 
 
-async def run(queue: Queue, config: Callable[[], RelayConfig], prune_every: float = 60.0,
-              orphans_every: float = 5.0) -> None:
+async def run(
+    queue: Queue,
+    config: Callable[[], RelayConfig],
+    prune_every: float = 60.0,
+    orphans_every: float = 5.0,
+) -> None:
     """Release dead processes' leases every few seconds; prune every minute."""
     next_prune = 0.0
     while True:

@@ -18,22 +18,40 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.events = Counter("relay_events_received", "Events received by outcome.",
-                              ["outcome"], registry=r)
-        self.deliveries = Counter("relay_deliveries", "Delivery attempts by outcome.",
-                                  ["destination", "outcome"], registry=r)
+        self.events = Counter(
+            "relay_events_received", "Events received by outcome.", ["outcome"], registry=r
+        )
+        self.deliveries = Counter(
+            "relay_deliveries",
+            "Delivery attempts by outcome.",
+            ["destination", "outcome"],
+            registry=r,
+        )
         self.duration = Histogram(
-            "relay_delivery_duration_seconds", "Time of one delivery attempt.", ["destination"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
-        self.depth = Gauge("relay_queue_depth", "Deliveries in the queue by state.",
-                           ["destination", "state"], registry=r)
-        self.oldest = Gauge("relay_queue_oldest_pending_age_seconds",
-                            "Age of the oldest pending delivery.", ["destination"], registry=r)
-        self.open_groups = Gauge("relay_open_groups",
-                                 "Groups holding events not yet sent.", ["destination"],
-                                 registry=r)
-        self.reloads = Counter("relay_config_reloads", "Config reloads by outcome.",
-                               ["outcome"], registry=r)
+            "relay_delivery_duration_seconds",
+            "Time of one delivery attempt.",
+            ["destination"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.depth = Gauge(
+            "relay_queue_depth",
+            "Deliveries in the queue by state.",
+            ["destination", "state"],
+            registry=r,
+        )
+        self.oldest = Gauge(
+            "relay_queue_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery.",
+            ["destination"],
+            registry=r,
+        )
+        self.open_groups = Gauge(
+            "relay_open_groups", "Groups holding events not yet sent.", ["destination"], registry=r
+        )
+        self.reloads = Counter(
+            "relay_config_reloads", "Config reloads by outcome.", ["outcome"], registry=r
+        )
         for outcome in ("accepted", "duplicate", "rejected"):
             self.events.labels(outcome)
 

@@ -87,8 +87,15 @@ def _type_problem(value: Any, kind: type[str] | tuple[int, int], required: bool)
 
 
 def _json_type(obj: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-             float: "number", type(None): "null"}
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }
     return names.get(type(obj), type(obj).__name__)
 
 
@@ -165,11 +172,11 @@ class Leased:
     event_id: str
     destination: str
     route: str
-    attempts: int          # including the one about to be made
-    created_at: float      # start of the retry budget (reset by replay)
+    attempts: int  # including the one about to be made
+    created_at: float  # start of the retry budget (reset by replay)
     event_body: bytes
-    events: list[bytes] = field(default_factory=list)   # grouped deliveries: every event's body
-    group_key: str | None = None                        # canonical JSON of the key mapping
+    events: list[bytes] = field(default_factory=list)  # grouped deliveries: every event's body
+    group_key: str | None = None  # canonical JSON of the key mapping
 
     def event(self) -> dict[str, Any]:
         decoded: dict[str, Any] = msgspec.json.decode(self.event_body)
@@ -191,4 +198,3 @@ class DeadLetter:
     attempts: int
     last_error: str
     updated_at: float
-

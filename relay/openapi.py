@@ -43,8 +43,9 @@ _ERROR = Schema(type=OpenAPIType.OBJECT, properties={"error": Schema(type=OpenAP
 
 
 def _json(schema: Schema, description: str) -> OpenAPIResponse:
-    return OpenAPIResponse(description=description,
-                           content={"application/json": OpenAPIMediaType(schema=schema)})
+    return OpenAPIResponse(
+        description=description, content={"application/json": OpenAPIMediaType(schema=schema)}
+    )
 
 
 @dataclass
@@ -52,12 +53,25 @@ class ReceiveOperation(Operation):
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
             required=True,
-            content={"application/json": OpenAPIMediaType(schema=Schema(one_of=[
-                EVENT_SCHEMA, Schema(type=OpenAPIType.ARRAY, items=EVENT_SCHEMA, min_items=1)]))})
-        accepted = Schema(type=OpenAPIType.OBJECT, properties={
-            "accepted": Schema(type=OpenAPIType.INTEGER),
-            "ids": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)),
-            "duplicates": Schema(type=OpenAPIType.INTEGER)})
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        one_of=[
+                            EVENT_SCHEMA,
+                            Schema(type=OpenAPIType.ARRAY, items=EVENT_SCHEMA, min_items=1),
+                        ]
+                    )
+                )
+            },
+        )
+        accepted = Schema(
+            type=OpenAPIType.OBJECT,
+            properties={
+                "accepted": Schema(type=OpenAPIType.INTEGER),
+                "ids": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)),
+                "duplicates": Schema(type=OpenAPIType.INTEGER),
+            },
+        )
         self.responses = {
             "200": _json(accepted, "Committed to the queue"),
             "400": _json(_ERROR, "Not JSON"),

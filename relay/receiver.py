@@ -77,10 +77,14 @@ def prepare(body: bytes, table: RouteTable, dedupe: bool) -> list[Prepared]:
         plan = table.plan(event)
         raw = _ENCODER.encode(event)
         record = NewEvent(
-            id=new_id(), body=raw,
-            deliveries=tuple(NewDelivery(new_id(), dest, route.name, grouping(route, event))
-                             for dest, route in plan.targets),
-            fingerprint=hashlib.sha256(raw).digest() if dedupe else None)
+            id=new_id(),
+            body=raw,
+            deliveries=tuple(
+                NewDelivery(new_id(), dest, route.name, grouping(route, event))
+                for dest, route in plan.targets
+            ),
+            fingerprint=hashlib.sha256(raw).digest() if dedupe else None,
+        )
         out.append(Prepared(record, event, plan))
     return out
 

@@ -20,8 +20,13 @@ from .errors import ConfigError
 from .logs import REDACTOR, get_logger
 
 log = get_logger("relay.reload")
-RESTART_ONLY = (("server", "host"), ("server", "port"), ("server", "path"),
-                ("server", "max_body_bytes"), ("queue", "url"))
+RESTART_ONLY = (
+    ("server", "host"),
+    ("server", "port"),
+    ("server", "path"),
+    ("server", "max_body_bytes"),
+    ("queue", "url"),
+)
 
 
 def restart_required(old: RelayConfig, new: RelayConfig) -> list[str]:
@@ -29,7 +34,8 @@ def restart_required(old: RelayConfig, new: RelayConfig) -> list[str]:
     changed = []
     for section, key in RESTART_ONLY:
         if getattr(getattr(old.settings, section), key) != getattr(
-                getattr(new.settings, section), key):
+            getattr(new.settings, section), key
+        ):
             changed.append(f"{section}.{key}")
     return changed
 
@@ -37,9 +43,13 @@ def restart_required(old: RelayConfig, new: RelayConfig) -> list[str]:
 class Reloader:
     """Loads the file again and hands a valid result to ``apply``."""
 
-    def __init__(self, path: str, current: Callable[[], RelayConfig],
-                 apply: Callable[[RelayConfig], None],
-                 on_outcome: Callable[[str], None] = lambda _: None) -> None:
+    def __init__(
+        self,
+        path: str,
+        current: Callable[[], RelayConfig],
+        apply: Callable[[RelayConfig], None],
+        on_outcome: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.path = path
         self.current = current
         self.apply = apply
@@ -61,17 +71,21 @@ class Reloader:
                 new = await asyncio.to_thread(load_config, self.path)
             except ConfigError as exc:
                 message = "\n".join(f"error: {p}" for p in exc.problems)
-                log.error("config.reload_failed", trigger=trigger, path=self.path,
-                          message=message)
+                log.error("config.reload_failed", trigger=trigger, path=self.path, message=message)
                 self.on_outcome("failed")
                 return False
             old = self.current()
             needs_restart = restart_required(self.started, new)
             REDACTOR.update(new.secrets | old.secrets, new.settings.logging.mask_hwid)
             self.apply(new)
-            log.info("config.reloaded", trigger=trigger, path=self.path,
-                     routes=len(new.table.routes), destinations=len(new.destinations),
-                     **({"restart_required": needs_restart} if needs_restart else {}))
+            log.info(
+                "config.reloaded",
+                trigger=trigger,
+                path=self.path,
+                routes=len(new.table.routes),
+                destinations=len(new.destinations),
+                **({"restart_required": needs_restart} if needs_restart else {}),
+            )
             for warning in new.warnings:
                 log.warning("config.warning", message=str(warning))
             self.on_outcome("succeeded")
@@ -113,7 +127,6 @@ class Reloader:
 
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(
-                signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
             return True
         return False

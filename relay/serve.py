@@ -57,8 +57,13 @@ def serve(config_path: str, host: str | None, port: int | None, workers: int = 1
     port = settings.server.port if port is None else port
     asyncio.run(_check_queue(settings.queue.url))
     sock = bind(host, port)
-    log.info("relay.listening", host=host, port=sock.getsockname()[1],
-             path=settings.server.path, workers=workers)
+    log.info(
+        "relay.listening",
+        host=host,
+        port=sock.getsockname()[1],
+        path=settings.server.path,
+        workers=workers,
+    )
     if workers <= 1:
         return _run_server(config, config_path, sock)
     return _supervise(workers, lambda: _run_server(config, config_path, sock))
@@ -68,9 +73,16 @@ def _run_server(config: RelayConfig, config_path: str, sock: socket.socket) -> i
     """One server process: receiver and delivery workers on one event loop."""
     log = get_logger("relay")
     app = create_app(config, config_path=config_path)
-    uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                        timeout_graceful_shutdown=max(1, int(config.settings.server.shutdown_grace)),
-                        loop="auto", http="auto", server_header=False)
+    uv = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(config.settings.server.shutdown_grace)),
+        loop="auto",
+        http="auto",
+        server_header=False,
+    )
     server = uvicorn.Server(uv)
     # We own the signals: uvicorn would re-raise SIGTERM after its graceful shutdown, making
     # the exit status "killed by SIGTERM" instead of the 0 the contract promises.

@@ -32,7 +32,10 @@ def signer_for(secret: str, clock: Callable[[], float] = time.time) -> Signer:
         timestamp = str(int(clock()))
         signed = b"%s.%s.%s" % (message_id.encode(), timestamp.encode(), body)
         digest = hmac.new(key, signed, hashlib.sha256).digest()
-        return {"webhook-id": message_id, "webhook-timestamp": timestamp,
-                "webhook-signature": "v1," + base64.b64encode(digest).decode()}
+        return {
+            "webhook-id": message_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+        }
 
     return sign

@@ -81,9 +81,14 @@ def enc_hook(obj: Any) -> Any:
 def schema_hook(typ: type) -> dict[str, Any]:
     """msgspec hook: JSON Schema of our custom types, for editors."""
     if typ is Duration:
-        return {"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"const": 0}],
-                "description": "a duration: 500ms, 10s, 5m, 24h, 7d"}
+        return {
+            "anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"const": 0}],
+            "description": "a duration: 500ms, 10s, 5m, 24h, 7d",
+        }
     if typ is Rate:
-        return {"type": "string", "pattern": RATE_PATTERN,
-                "description": "a rate: 1/s, 30/m, 1000/h"}
+        return {
+            "type": "string",
+            "pattern": RATE_PATTERN,
+            "description": "a rate: 1/s, 30/m, 1000/h",
+        }
     raise NotImplementedError(f"unsupported type {typ!r}")

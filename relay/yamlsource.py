@@ -116,15 +116,22 @@ def load(text: str, file: str, env: Mapping[str, str] | None = None) -> Document
     return doc
 
 
-def _walk(node: yaml.Node, path: str, doc: Document, loader: _Loader,
-          env: Mapping[str, str], walking: dict[int, bool]) -> None:
+def _walk(
+    node: yaml.Node,
+    path: str,
+    doc: Document,
+    loader: _Loader,
+    env: Mapping[str, str],
+    walking: dict[int, bool],
+) -> None:
     doc.lines.setdefault(path, node.start_mark.line + 1)
     # An alias is the anchored node itself: walk each node once, so a value from
     # the environment is never substituted twice, and refuse an anchor used inside itself.
     if id(node) in walking:
         if walking[id(node)]:
             raise yaml.composer.ComposerError(
-                None, None, "found an alias to an anchor that contains it", node.start_mark)
+                None, None, "found an alias to an anchor that contains it", node.start_mark
+            )
         return
     walking[id(node)] = True
     if isinstance(node, yaml.MappingNode):
@@ -134,8 +141,9 @@ def _walk(node: yaml.Node, path: str, doc: Document, loader: _Loader,
             child = _child(path, key)
             line = key_node.start_mark.line + 1
             if key in seen and key != "<<":
-                doc.problems.append(Problem(doc.file, line, child,
-                                            f"duplicate key (first on line {seen[key]})"))
+                doc.problems.append(
+                    Problem(doc.file, line, child, f"duplicate key (first on line {seen[key]})")
+                )
             seen[key] = line
             doc.lines[child] = line
             _walk(value_node, child, doc, loader, env, walking)
@@ -145,9 +153,13 @@ def _walk(node: yaml.Node, path: str, doc: Document, loader: _Loader,
     elif isinstance(node, yaml.ScalarNode) and "$" in node.value:
         value, missing = interpolate(node.value, env)
         for name in missing:
-            doc.problems.append(doc.problem(
-                path, f"environment variable {name} is not set (write ${{{name}:-default}} "
-                "to make it optional)"))
+            doc.problems.append(
+                doc.problem(
+                    path,
+                    f"environment variable {name} is not set (write ${{{name}:-default}} "
+                    "to make it optional)",
+                )
+            )
         if node.style is None and value:  # plain scalar: let YAML type the substituted text
             node.tag = loader.resolve(yaml.ScalarNode, value, (True, False))
             if node.tag != "tag:yaml.org,2002:str":

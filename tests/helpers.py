@@ -23,14 +23,16 @@ def config_text(db: Path | str, body: str, *, server: str = "") -> str:
     ``db`` is a SQLite file path or a queue URL (the ``queue_url`` fixture's).
     """
     url = db if isinstance(db, str) else f"sqlite:///{db}"
-    return (f"server:\n  dedupe_window: 0\n{textwrap.indent(textwrap.dedent(server), '  ')}\n"
-            f"queue:\n  url: \"{url}\"\n  poll_interval: 100ms\n"
-            + textwrap.dedent(body))
+    return (
+        f"server:\n  dedupe_window: 0\n{textwrap.indent(textwrap.dedent(server), '  ')}\n"
+        f'queue:\n  url: "{url}"\n  poll_interval: 100ms\n' + textwrap.dedent(body)
+    )
 
 
 @asynccontextmanager
-async def running_app(text: str, env: dict[str, str] | None = None
-                      ) -> AsyncIterator[AsyncTestClient[Any]]:
+async def running_app(
+    text: str, env: dict[str, str] | None = None
+) -> AsyncIterator[AsyncTestClient[Any]]:
     config = parse_config(text, "relay.yaml", env or {})
     app = create_app(config)
     async with AsyncTestClient(app) as client:

@@ -23,24 +23,40 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RELAY_", "SLACK_", "CRM_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "SLACK_", "CRM_"))}
     env.update(extra)
     return env
 
 
-def relay(*args: str, cwd: Path, env: dict[str, str] | None = None, input: bytes | None = None,
-          timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay", *args], cwd=cwd, env=env or clean_env(),
-                          input=input.decode() if input else None, capture_output=True,
-                          text=True, timeout=timeout)
+def relay(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        input=input.decode() if input else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class Server:
     """`relay serve` in a subprocess; stdout (JSON logs) collected to a file."""
 
-    def __init__(self, cwd: Path, config: Path | None = None, port: int | None = None,
-                 env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        config: Path | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.cwd = cwd
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -49,9 +65,13 @@ class Server:
             args += ["--config", str(config)]
         self.log_path = cwd / f"relay-{self.port}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "relay", *args], cwd=cwd,
-                                     env=env or clean_env(), stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", *args],
+            cwd=cwd,
+            env=env or clean_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 20) -> None:

@@ -52,9 +52,15 @@ class Sink:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with sink.lock:
-                    sink.received.append(Received(self.command, self.path,
-                                                  {k.lower(): v for k, v in self.headers.items()},
-                                                  body, time.time()))
+                    sink.received.append(
+                        Received(
+                            self.command,
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            time.time(),
+                        )
+                    )
                     answer = sink.script.pop(0) if sink.script else sink.default
                 if answer.delay:
                     time.sleep(answer.delay)

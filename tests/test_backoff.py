@@ -8,12 +8,14 @@ from relay.backoff import decide
 from relay.settings import Retry
 from relay.units import Duration
 
-POLICY = Retry(max_attempts=6, max_age=Duration(3600), initial_delay=Duration(1),
-               max_delay=Duration(20))
+POLICY = Retry(
+    max_attempts=6, max_age=Duration(3600), initial_delay=Duration(1), max_delay=Duration(20)
+)
 
 
-@pytest.mark.parametrize(("attempt", "low", "high"), [
-    (1, 1, 2), (2, 2, 3), (3, 4, 5), (4, 8, 9), (5, 16, 17)])
+@pytest.mark.parametrize(
+    ("attempt", "low", "high"), [(1, 1, 2), (2, 2, 3), (3, 4, 5), (4, 8, 9), (5, 16, 17)]
+)
 def test_exponential_with_jitter_within_bounds(attempt: int, low: float, high: float) -> None:
     delays = {decide(POLICY, attempt, 0, 0).delay for _ in range(50)}
     assert all(d is not None and low <= d <= min(high, 20) for d in delays)
@@ -21,8 +23,9 @@ def test_exponential_with_jitter_within_bounds(attempt: int, low: float, high: f
 
 
 def test_never_beyond_max_delay() -> None:
-    policy = Retry(max_attempts=100, max_age=Duration(10**6), initial_delay=Duration(1),
-                   max_delay=Duration(20))
+    policy = Retry(
+        max_attempts=100, max_age=Duration(10**6), initial_delay=Duration(1), max_delay=Duration(20)
+    )
     assert all((decide(policy, n, 0, 0).delay or 0) <= 20 for n in range(1, 100))
 
 

@@ -14,7 +14,9 @@ from .sink import Answer, Sink
 
 
 def http_config(db: Path, url: str, extra: str = "", route_extra: str = "") -> str:
-    return config_text(db, f"""
+    return config_text(
+        db,
+        f"""
         destinations:
           crm:
             type: http
@@ -26,15 +28,17 @@ def http_config(db: Path, url: str, extra: str = "", route_extra: str = "") -> s
           - name: all
             to: [crm]
         {route_extra}
-        """)
+        """,
+    )
 
 
 def states(db: Path) -> list[tuple[Any, ...]]:
     return rows(db, "SELECT state, attempts, last_status FROM deliveries")
 
 
-async def test_500_500_429_retry_after_then_200(tmp_path: Path, sink: Sink,
-                                                bounced: dict[str, Any]) -> None:
+async def test_500_500_429_retry_after_then_200(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = tmp_path / "q.db"
     sink.script = [Answer(500), Answer(503), Answer(429, {"Retry-After": "1"}), Answer(200)]
     with capture_logs() as logs:
@@ -49,14 +53,22 @@ async def test_500_500_429_retry_after_then_200(tmp_path: Path, sink: Sink,
     assert all(g.headers["user-agent"].startswith("pushwoosh-relay/") for g in got)
     assert all(g.json() == bounced for g in got)  # default body: the event as received
     assert got[3].at - got[2].at >= 0.95  # Retry-After: 1 honoured
-    assert got[1].at - got[0].at < 0.9    # backoff from initial_delay, not Retry-After
+    assert got[1].at - got[0].at < 0.9  # backoff from initial_delay, not Retry-After
     retrying = [e for e in logs if e["event"] == "delivery.retrying"]
     assert [e["status_code"] for e in retrying] == [500, 503, 429]
     assert [e["attempt"] for e in retrying] == [1, 2, 3]
     assert retrying[2]["retry_in_s"] == 1.0
     for e in retrying:
-        assert {"delivery_id", "event_id", "destination", "attempt", "status_code",
-                "duration_ms", "error", "retry_in_s"} <= set(e)
+        assert {
+            "delivery_id",
+            "event_id",
+            "destination",
+            "attempt",
+            "status_code",
+            "duration_ms",
+            "error",
+            "retry_in_s",
+        } <= set(e)
     done = [e for e in logs if e["event"] == "delivery.succeeded"]
     assert len(done) == 1 and done[0]["attempt"] == 4 and done[0]["status_code"] == 200
     assert done[0]["destination"] == "crm" and done[0]["duration_ms"] >= 0
@@ -75,8 +87,9 @@ async def test_retry_after_http_date(tmp_path: Path, sink: Sink, bounced: dict[s
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
-async def test_other_4xx_is_dead_at_once(tmp_path: Path, sink: Sink, bounced: dict[str, Any],
-                                         status: int) -> None:
+async def test_other_4xx_is_dead_at_once(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any], status: int
+) -> None:
     db = tmp_path / "q.db"
     sink.script = [Answer(status, body=b"no such hook")]
     with capture_logs() as logs:
@@ -90,8 +103,9 @@ async def test_other_4xx_is_dead_at_once(tmp_path: Path, sink: Sink, bounced: di
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
-async def test_retryable_statuses(tmp_path: Path, sink: Sink, bounced: dict[str, Any],
-                                  status: int) -> None:
+async def test_retryable_statuses(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any], status: int
+) -> None:
     db = tmp_path / "q.db"
     sink.script = [Answer(status)]
     async with running_app(http_config(db, sink.url)) as client:
@@ -111,17 +125,20 @@ async def test_404_dead_then_replayed(tmp_path: Path, sink: Sink, bounced: dict[
         await eventually(lambda: states(db) == [("dead", 1, 404)])
         dead = await queue.dead_letters()
         assert [(d.destination, d.event_name, d.attempts) for d in dead] == [
-            ("crm", "Email Bounced", 1)]
+            ("crm", "Email Bounced", 1)
+        ]
         assert "HTTP 404" in dead[0].last_error
         assert await queue.replay([dead[0].id], None, time.time()) == 1
         await eventually(lambda: states(db) == [("succeeded", 1, 200)])
     assert len(sink.received) == 2
-    assert sink.received[0].headers["idempotency-key"] == sink.received[1].headers[
-        "idempotency-key"]
+    assert (
+        sink.received[0].headers["idempotency-key"] == sink.received[1].headers["idempotency-key"]
+    )
 
 
-async def test_gives_up_after_max_attempts(tmp_path: Path, sink: Sink,
-                                           bounced: dict[str, Any]) -> None:
+async def test_gives_up_after_max_attempts(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = tmp_path / "q.db"
     sink.default = Answer(500)
     with capture_logs() as logs:
@@ -133,8 +150,9 @@ async def test_gives_up_after_max_attempts(tmp_path: Path, sink: Sink,
     assert len(sink.received) == 5
 
 
-async def test_connection_refused_and_timeout_are_retried(tmp_path: Path, sink: Sink,
-                                                          bounced: dict[str, Any]) -> None:
+async def test_connection_refused_and_timeout_are_retried(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
     import socket
 
     s = socket.socket()
@@ -159,10 +177,13 @@ async def test_connection_refused_and_timeout_are_retried(tmp_path: Path, sink: 
     assert first.startswith("timeout")
 
 
-async def test_render_error_at_send_time_is_dead_not_a_crash(tmp_path: Path, sink: Sink,
-                                                             bounced: dict[str, Any]) -> None:
+async def test_render_error_at_send_time_is_dead_not_a_crash(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = tmp_path / "q.db"
-    text = config_text(db, f"""
+    text = config_text(
+        db,
+        f"""
         destinations:
           crm:
             type: http
@@ -171,7 +192,8 @@ async def test_render_error_at_send_time_is_dead_not_a_crash(tmp_path: Path, sin
         routes:
           - name: all
             to: [crm]
-        """)
+        """,
+    )
     with capture_logs() as logs:
         async with running_app(text) as client:
             await client.post("/webhooks/pushwoosh", json=bounced)
@@ -187,7 +209,9 @@ async def test_render_error_at_send_time_is_dead_not_a_crash(tmp_path: Path, sin
 async def test_body_template_keeps_uint64_and_headers(tmp_path: Path, sink: Sink) -> None:
     db = tmp_path / "q.db"
     event = json.loads((Path(__file__).parent.parent / "examples/push-ios.json").read_text())
-    text = config_text(db, f"""
+    text = config_text(
+        db,
+        f"""
         destinations:
           crm:
             type: http
@@ -201,7 +225,8 @@ async def test_body_template_keeps_uint64_and_headers(tmp_path: Path, sink: Sink
         routes:
           - name: all
             to: [crm]
-        """)
+        """,
+    )
     async with running_app(text) as client:
         await client.post("/webhooks/pushwoosh", content=json.dumps(event))
         got = sink.wait_for(1)
@@ -209,14 +234,20 @@ async def test_body_template_keeps_uint64_and_headers(tmp_path: Path, sink: Sink
     assert got[0].headers["authorization"] == "Bearer s3cret-token"
     assert got[0].headers["x-team"] == "growth"
     assert b'"id":18446744073709551615' in got[0].body
-    assert got[0].json() == {"id": 18446744073709551615, "label": "msg 18446744073709551615",
-                             "nested": [1723798222, 7]}
+    assert got[0].json() == {
+        "id": 18446744073709551615,
+        "label": "msg 18446744073709551615",
+        "nested": [1723798222, 7],
+    }
 
 
-async def test_slack_payload_escapes_event_text(tmp_path: Path, sink: Sink,
-                                                bounced: dict[str, Any]) -> None:
+async def test_slack_payload_escapes_event_text(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = tmp_path / "q.db"
-    text = config_text(db, f"""
+    text = config_text(
+        db,
+        f"""
         destinations:
           alerts:
             type: slack
@@ -229,33 +260,39 @@ async def test_slack_payload_escapes_event_text(tmp_path: Path, sink: Sink,
         routes:
           - name: all
             to: [alerts, custom]
-        """)
+        """,
+    )
     hostile = dict(bounced, payload="<!channel> <http://evil|click> & co")
     async with running_app(text) as client:
         await client.post("/webhooks/pushwoosh", json=hostile)
         got = sink.wait_for(2)
     by_path = {g.path: g.json() for g in got}
     custom = by_path["/services/T0/B0/ABC"]
-    assert custom == {"text": "<!here> Email Bounced for &lt;!channel&gt; "
-                              "&lt;http://evil|click&gt; &amp; co"}
+    assert custom == {
+        "text": "<!here> Email Bounced for &lt;!channel&gt; &lt;http://evil|click&gt; &amp; co"
+    }
     default = json.dumps(by_path["/services/T0/B0/XYZ"])
     assert "<!channel>" not in default and "<http://evil" not in default
     assert "blocks" in by_path["/services/T0/B0/XYZ"]
 
 
-async def test_slow_destination_does_not_delay_another(tmp_path: Path,
-                                                      bounced: dict[str, Any]) -> None:
+async def test_slow_destination_does_not_delay_another(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
     db = tmp_path / "q.db"
     with Sink() as slow, Sink() as fast:
         slow.default = Answer(200, delay=3)
-        text = config_text(db, f"""
+        text = config_text(
+            db,
+            f"""
             destinations:
               slow: {{type: http, url: "{slow.url}", concurrency: 1, timeout: 10s}}
               fast: {{type: http, url: "{fast.url}"}}
             routes:
               - name: all
                 to: [slow, fast]
-            """)
+            """,
+        )
         async with running_app(text) as client:
             import time
 

@@ -43,8 +43,9 @@ async def send(config: Any, name: str, event: dict[str, Any]) -> httpx.Request:
     async with respx.mock(assert_all_called=True) as mock:
         route = mock.route(method=request.method, url=request.url).respond(200)
         async with httpx.AsyncClient() as client:
-            await client.request(request.method, request.url, headers=request.headers,
-                                 content=request.body)
+            await client.request(
+                request.method, request.url, headers=request.headers, content=request.body
+            )
         sent: httpx.Request = route.calls.last.request
     return sent
 
@@ -58,12 +59,14 @@ async def test_http_request_building(config: Any, bounced: dict[str, Any]) -> No
     assert sent.headers["content-type"] == "application/vnd.crm+json"  # configured wins
     assert sent.headers["idempotency-key"] == "dlv-1"
     assert sent.headers["user-agent"].startswith("pushwoosh-relay/")
-    assert sent.content == (b'{"email":"no-such-user@example.org","id":18446744073709551615,'
-                            b'"when":1723798230}')
+    assert sent.content == (
+        b'{"email":"no-such-user@example.org","id":18446744073709551615,"when":1723798230}'
+    )
 
 
-async def test_http_default_body_is_the_event_as_received(config: Any,
-                                                         bounced: dict[str, Any]) -> None:
+async def test_http_default_body_is_the_event_as_received(
+    config: Any, bounced: dict[str, Any]
+) -> None:
     event = dict(bounced, extra={"nested": [1, 2]})
     sent = await send(config, "mirror", event)
     assert sent.method == "POST" and json.loads(sent.content) == event
@@ -89,21 +92,38 @@ def test_display_masks_secrets(config: Any, bounced: dict[str, Any]) -> None:
     assert shown["url"] == "https://hooks.slack.com/***"
 
 
-@pytest.mark.parametrize(("url", "masked"), [
-    ("https://user:pw@host.example/p?a=1&b=2", "https://user:***@host.example/p?a=***&b=***"),
-    ("https://host.example/plain", "https://host.example/plain"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("https://user:pw@host.example/p?a=1&b=2", "https://user:***@host.example/p?a=***&b=***"),
+        ("https://host.example/plain", "https://host.example/plain"),
+        ("", ""),
+    ],
+)
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 
 
-@pytest.mark.parametrize(("status", "outcome"), [
-    (200, None), (201, None), (204, None),
-    (408, Retryable), (425, Retryable), (429, Retryable), (500, Retryable), (503, Retryable),
-    (599, Retryable), (400, Permanent), (401, Permanent), (404, Permanent), (410, Permanent),
-    (301, Permanent), (302, Permanent),
-])
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, None),
+        (201, None),
+        (204, None),
+        (408, Retryable),
+        (425, Retryable),
+        (429, Retryable),
+        (500, Retryable),
+        (503, Retryable),
+        (599, Retryable),
+        (400, Permanent),
+        (401, Permanent),
+        (404, Permanent),
+        (410, Permanent),
+        (301, Permanent),
+        (302, Permanent),
+    ],
+)
 def test_judge(status: int, outcome: type[Exception] | None) -> None:
     if outcome is None:
         judge(status, {})

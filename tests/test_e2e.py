@@ -14,8 +14,14 @@ from .process import ROOT, Server, relay
 from .sink import Answer, Sink
 
 
-def write(tmp_path: Path, sink_url: str, *, concurrency: int = 4, timeout: str = "30s",
-          retry: str = "{max_attempts: 5, initial_delay: 200ms, max_delay: 500ms}") -> Path:
+def write(
+    tmp_path: Path,
+    sink_url: str,
+    *,
+    concurrency: int = 4,
+    timeout: str = "30s",
+    retry: str = "{max_attempts: 5, initial_delay: 200ms, max_delay: 500ms}",
+) -> Path:
     cfg = tmp_path / "relay.yaml"
     cfg.write_text(f"""
 server: {{dedupe_window: 0, shutdown_grace: 2s}}
@@ -39,8 +45,9 @@ def wait(cond: Any, timeout: float = 15.0) -> Any:
     raise AssertionError("timed out")
 
 
-def test_sigkill_with_deliveries_pending_loses_nothing(tmp_path: Path,
-                                                       bounced: dict[str, Any]) -> None:
+def test_sigkill_with_deliveries_pending_loses_nothing(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
     with Sink() as sink:
         sink.default = Answer(200, delay=30)  # first process: every attempt hangs in flight
         cfg = write(tmp_path, sink.url, concurrency=4)
@@ -78,23 +85,28 @@ def test_dlq_list_and_replay_while_serving(tmp_path: Path, bounced: dict[str, An
             assert listed.returncode == 0, listed.stderr
             assert "crm" in listed.stdout and "Email Bounced" in listed.stdout
             assert "HTTP 404" in listed.stdout
-            as_json = relay("dlq", "list", "--json", "--destination", "crm", "--config", str(cfg),
-                            cwd=tmp_path)
+            as_json = relay(
+                "dlq", "list", "--json", "--destination", "crm", "--config", str(cfg), cwd=tmp_path
+            )
             letter = json.loads(as_json.stdout.splitlines()[0])
             assert letter["attempts"] == 1 and letter["event_name"] == "Email Bounced"
-            none = relay("dlq", "list", "--destination", "other", "--config", str(cfg),
-                         cwd=tmp_path)
+            none = relay(
+                "dlq", "list", "--destination", "other", "--config", str(cfg), cwd=tmp_path
+            )
             assert "no dead deliveries" in none.stdout
-            replayed = relay("dlq", "replay", "--id", letter["id"], "--config", str(cfg),
-                             cwd=tmp_path)
+            replayed = relay(
+                "dlq", "replay", "--id", letter["id"], "--config", str(cfg), cwd=tmp_path
+            )
             assert replayed.returncode == 0 and "replayed 1" in replayed.stdout
             start = time.time()
             sink.wait_for(2, timeout=5)
             assert time.time() - start < 5
-            wait(lambda: rows(tmp_path / "q.db", "SELECT state FROM deliveries") ==
-                 [("succeeded",)])
-            assert relay("dlq", "replay", "--all", "--config", str(cfg),
-                          cwd=tmp_path).stdout.startswith("replayed 0")
+            wait(
+                lambda: rows(tmp_path / "q.db", "SELECT state FROM deliveries") == [("succeeded",)]
+            )
+            assert relay(
+                "dlq", "replay", "--all", "--config", str(cfg), cwd=tmp_path
+            ).stdout.startswith("replayed 0")
         finally:
             assert server.stop() == 0
 
@@ -110,8 +122,9 @@ def test_dlq_errors_are_one_line(tmp_path: Path) -> None:
     assert len(broken.stderr.strip().splitlines()) == 1
 
 
-def test_sigterm_exits_zero_leaving_the_rest_queued(tmp_path: Path,
-                                                   bounced: dict[str, Any]) -> None:
+def test_sigterm_exits_zero_leaving_the_rest_queued(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
     with Sink() as sink:
         sink.default = Answer(200, delay=20)  # hangs past shutdown_grace (2s)
         cfg = write(tmp_path, sink.url, concurrency=1)
@@ -148,8 +161,7 @@ def test_quickstart_shipped_config(tmp_path: Path) -> None:
     assert all({"event", "level", "timestamp"} <= set(x) for x in lines), lines
 
 
-def test_two_worker_processes_share_port_and_queue(tmp_path: Path,
-                                                   bounced: dict[str, Any]) -> None:
+def test_two_worker_processes_share_port_and_queue(tmp_path: Path, bounced: dict[str, Any]) -> None:
     with Sink() as sink:
         cfg = write(tmp_path, sink.url, concurrency=4)
         server = Server(tmp_path, cfg, extra=("--workers", "2"))

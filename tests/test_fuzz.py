@@ -46,19 +46,40 @@ def client() -> Iterator[TestClient[Litestar]]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=6),
-    max_leaves=20)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
+    max_leaves=20,
+)
 
 event_like = st.fixed_dictionaries(
-    {}, optional={k: json_values for k in ("event_name", "message_code", "platform",
-                                           "application_code", "hwid", "user_id", "timestamp",
-                                           "message_id", "campaign_id", "payload")})
+    {},
+    optional={
+        k: json_values
+        for k in (
+            "event_name",
+            "message_code",
+            "platform",
+            "application_code",
+            "hwid",
+            "user_id",
+            "timestamp",
+            "message_id",
+            "campaign_id",
+            "payload",
+        )
+    },
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=st.binary(max_size=2048))
 def test_arbitrary_bytes_never_5xx(client: TestClient[Litestar], body: bytes) -> None:
     r = client.post("/webhooks/pushwoosh", content=body)
@@ -66,7 +87,9 @@ def test_arbitrary_bytes_never_5xx(client: TestClient[Litestar], body: bytes) ->
     r.json()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=event_like | st.lists(event_like, max_size=3) | json_values)
 def test_json_values_never_5xx(client: TestClient[Litestar], body: Any) -> None:
     r = client.post("/webhooks/pushwoosh", content=json.dumps(body))
@@ -74,13 +97,26 @@ def test_json_values_never_5xx(client: TestClient[Litestar], body: Any) -> None:
     assert "error" in r.json() or "accepted" in r.json()
 
 
-@pytest.mark.parametrize("body", [
-    b'{"event_name": NaN}', b'{"timestamp": Infinity}', b"[-Infinity]",
-    b'{"a": 1, "a": 2}', b'{"event_name": "x", "event_name": "y"}',
-    b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000,
-    b'{"timestamp": 1e999}', b"\xff\xfe{}", b'{"hwid": "\xed\xa0\x80"}',
-    b'"\\ud800"', b"\x00", b"{" , b"null", b"[]",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"event_name": NaN}',
+        b'{"timestamp": Infinity}',
+        b"[-Infinity]",
+        b'{"a": 1, "a": 2}',
+        b'{"event_name": "x", "event_name": "y"}',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a":' * 3000 + b"1" + b"}" * 3000,
+        b'{"timestamp": 1e999}',
+        b"\xff\xfe{}",
+        b'{"hwid": "\xed\xa0\x80"}',
+        b'"\\ud800"',
+        b"\x00",
+        b"{",
+        b"null",
+        b"[]",
+    ],
+)
 def test_named_hostile_bodies_are_4xx(client: TestClient[Litestar], body: bytes) -> None:
     r = client.post("/webhooks/pushwoosh", content=body)
     assert 400 <= r.status_code < 500, (body[:40], r.status_code, r.text)
@@ -100,8 +136,7 @@ schema = schemathesis.openapi.from_asgi("/schema/openapi.json", make_app(Path(_t
 
 
 @schema.include(path_regex="webhooks").parametrize()
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_schemathesis_receiver(case: Any) -> None:
     response = case.call()
     assert response.status_code < 500, response.text

@@ -13,26 +13,42 @@ from .helpers import config_text, eventually, running_app
 from .sink import Sink
 
 
-def grouped(db: Path | str, sink: Sink, *, by: str = "[campaign_id]", wait: str = "1s",
-            interval: str = "3s", max_events: int = 500, dest: str = "") -> str:
-    return config_text(db, (dest or f"""
+def grouped(
+    db: Path | str,
+    sink: Sink,
+    *,
+    by: str = "[campaign_id]",
+    wait: str = "1s",
+    interval: str = "3s",
+    max_events: int = 500,
+    dest: str = "",
+) -> str:
+    return config_text(
+        db,
+        (
+            dest
+            or f"""
         destinations:
           crm: {{type: http, url: "{sink.url}/batch"}}
-        """) + f"""
+        """
+        )
+        + f"""
         routes:
           - name: bounce-digest
             when: {{event_name: Email Bounced}}
             to: [{"alerts" if dest else "crm"}]
             group: {{by: {by}, wait: {wait}, interval: {interval}, max_events: {max_events}}}
-        """)
+        """,
+    )
 
 
 def bounce(bounced: dict[str, Any], i: int, campaign: int = 1) -> dict[str, Any]:
     return dict(bounced, hwid=f"user{i}@example.org", campaign_id=campaign, user_id=str(i))
 
 
-async def test_wait_then_interval_then_split(queue_url: str, sink: Sink,
-                                             bounced: dict[str, Any]) -> None:
+async def test_wait_then_interval_then_split(
+    queue_url: str, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = queue_url
     async with running_app(grouped(db, sink, max_events=3)) as client:
         first = time.time()
@@ -55,8 +71,9 @@ async def test_wait_then_interval_then_split(queue_url: str, sink: Sink,
         assert later.json()["count"] == 1
 
 
-async def test_groups_by_key_and_defaults_for_slack(queue_url: str, sink: Sink,
-                                                    bounced: dict[str, Any]) -> None:
+async def test_groups_by_key_and_defaults_for_slack(
+    queue_url: str, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = queue_url
     dest = f"""
         destinations:
@@ -68,8 +85,9 @@ async def test_groups_by_key_and_defaults_for_slack(queue_url: str, sink: Sink,
         async with running_app(grouped(db, sink, dest=dest)) as client:
             await client.post("/webhooks/pushwoosh", json=events)
             got = await eventually(lambda: len(sink.received) >= 2 and sink.received)
-            await eventually(lambda: sum(1 for e in logs
-                                         if e["event"] == "delivery.succeeded") == 2)
+            await eventually(
+                lambda: sum(1 for e in logs if e["event"] == "delivery.succeeded") == 2
+            )
     texts = [json.dumps(g.json()) for g in got]
     assert all("15 \\u00d7 Email Bounced" in t for t in texts), texts  # 15 x Email Bounced
     assert any("campaign_id" in t and "100" in t for t in texts)
@@ -80,8 +98,9 @@ async def test_groups_by_key_and_defaults_for_slack(queue_url: str, sink: Sink,
     assert all(e["events"] == 15 for e in ok)
 
 
-async def test_templates_see_events_and_group(queue_url: str, sink: Sink,
-                                              bounced: dict[str, Any]) -> None:
+async def test_templates_see_events_and_group(
+    queue_url: str, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = queue_url
     dest = f"""
         destinations:
@@ -97,12 +116,17 @@ async def test_templates_see_events_and_group(queue_url: str, sink: Sink,
     async with running_app(grouped(db, sink, dest=dest, wait="500ms")) as client:
         await client.post("/webhooks/pushwoosh", json=[bounce(bounced, i) for i in range(3)])
         got = sink.wait_for(1)
-    assert got[0].json() == {"inputs": [f"user{i}@example.org" for i in range(3)],
-                             "campaign": 1, "count": 3, "first": "0"}
+    assert got[0].json() == {
+        "inputs": [f"user{i}@example.org" for i in range(3)],
+        "campaign": 1,
+        "count": 3,
+        "first": "0",
+    }
 
 
-async def test_metrics_count_open_groups(queue_url: str, sink: Sink,
-                                         bounced: dict[str, Any]) -> None:
+async def test_metrics_count_open_groups(
+    queue_url: str, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = queue_url
     async with running_app(grouped(db, sink, wait="30s")) as client:
         both = [bounce(bounced, 1, 5), bounce(bounced, 2, 6)]
@@ -111,11 +135,14 @@ async def test_metrics_count_open_groups(queue_url: str, sink: Sink,
     assert 'relay_open_groups{destination="crm"} 2.0' in text
 
 
-async def test_hubspot_style_batch_body_from_the_readme(queue_url: str, sink: Sink,
-                                                         bounced: dict[str, Any]) -> None:
+async def test_hubspot_style_batch_body_from_the_readme(
+    queue_url: str, sink: Sink, bounced: dict[str, Any]
+) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     body = readme.split("    body: >-\n", 1)[1].split("\nroutes:", 1)[0]
-    text = config_text(queue_url, f"""
+    text = config_text(
+        queue_url,
+        f"""
 routes:
   - name: batches
     to: [alerts]
@@ -127,13 +154,21 @@ destinations:
     headers: {{Content-Type: application/json}}
     body: >-
 {body}
-""")
+""",
+    )
     async with running_app(text) as client:
         events = [bounce(bounced, i) for i in range(3)]
         events[1]["hwid"] = 'quote"and<tag>@x.org'
         await client.post("/webhooks/pushwoosh", json=events)
         got = sink.wait_for(1)
     assert got[0].headers["content-type"] == "application/json"
-    assert got[0].json() == {"inputs": [
-        {"idProperty": "email", "id": e["hwid"],
-         "properties": {"last_email_event": "Email Bounced"}} for e in events]}
+    assert got[0].json() == {
+        "inputs": [
+            {
+                "idProperty": "email",
+                "id": e["hwid"],
+                "properties": {"last_email_event": "Email Bounced"},
+            }
+            for e in events
+        ]
+    }

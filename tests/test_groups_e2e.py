@@ -37,28 +37,32 @@ def test_sigkill_with_groups_open(tmp_path: Path, bounced: dict[str, Any]) -> No
         sent: list[str] = []
 
         def post(batch: int) -> None:
-            events = [dict(bounced, hwid=f"u{batch}-{i}@x.org", campaign_id=batch % 3)
-                      for i in range(25)]
+            events = [
+                dict(bounced, hwid=f"u{batch}-{i}@x.org", campaign_id=batch % 3) for i in range(25)
+            ]
             assert first.post(events).status_code == 200
             sent.extend(e["hwid"] for e in events)
 
         post(0)
         post(1)
-        sink.wait_for(2)   # groups flushed into deliveries that are now in flight
+        sink.wait_for(2)  # groups flushed into deliveries that are now in flight
         post(2)
-        post(3)            # these wait for the interval: their groups are open
+        post(3)  # these wait for the interval: their groups are open
         first.kill()
-        open_items = rows(tmp_path / "q.db",
-                          "SELECT count(*) FROM group_items WHERE delivery_id IS NULL")[0][0]
+        open_items = rows(
+            tmp_path / "q.db", "SELECT count(*) FROM group_items WHERE delivery_id IS NULL"
+        )[0][0]
         sink.default = Answer(200)
         second = Server(tmp_path, cfg)
         try:
             deadline = time.time() + 20
             while time.time() < deadline:
-                left = rows(tmp_path / "q.db",
-                            "SELECT count(*) FROM deliveries WHERE state != 'succeeded'")[0][0]
-                items = rows(tmp_path / "q.db",
-                             "SELECT count(*) FROM group_items WHERE delivery_id IS NULL")[0][0]
+                left = rows(
+                    tmp_path / "q.db", "SELECT count(*) FROM deliveries WHERE state != 'succeeded'"
+                )[0][0]
+                items = rows(
+                    tmp_path / "q.db", "SELECT count(*) FROM group_items WHERE delivery_id IS NULL"
+                )[0][0]
                 if left == 0 and items == 0:
                     break
                 time.sleep(0.1)
@@ -101,5 +105,7 @@ routes:
     bad = relay("check", "--config", str(cfg), cwd=tmp_path)
     assert bad.returncode == 1 and "relay.yaml:7: routes[0].group.wait" in bad.stderr
     cfg.write_text(cfg.read_text().replace("wait: 0", "wait: -5s"))
-    assert "relay.yaml:7: routes[0].group.wait" in relay("check", "--config", str(cfg),
-                                                          cwd=tmp_path).stderr
+    assert (
+        "relay.yaml:7: routes[0].group.wait"
+        in relay("check", "--config", str(cfg), cwd=tmp_path).stderr
+    )

@@ -9,14 +9,18 @@ from .helpers import config_text, eventually, rows, running_app
 from .sink import Answer, Sink
 
 
-async def test_rate_limit_spaces_requests(tmp_path: Path, sink: Sink,
-                                          bounced: dict[str, Any]) -> None:
-    text = config_text(tmp_path / "q.db", f"""
+async def test_rate_limit_spaces_requests(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
+    text = config_text(
+        tmp_path / "q.db",
+        f"""
         destinations:
           crm: {{type: http, url: "{sink.url}", rate_limit: 5/s}}
         routes:
           - {{name: all, to: [crm]}}
-        """)
+        """,
+    )
     async with running_app(text) as client:
         for i in range(10):
             await client.post("/webhooks/pushwoosh", json=dict(bounced, user_id=str(i)))
@@ -29,14 +33,18 @@ async def test_rate_limit_spaces_requests(tmp_path: Path, sink: Sink,
         assert len(in_window) <= 5 + 3
 
 
-async def test_slack_defaults_to_one_per_second(tmp_path: Path, sink: Sink,
-                                                bounced: dict[str, Any]) -> None:
-    text = config_text(tmp_path / "q.db", f"""
+async def test_slack_defaults_to_one_per_second(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
+    text = config_text(
+        tmp_path / "q.db",
+        f"""
         destinations:
           alerts: {{type: slack, url: "{sink.url}/services/T/B/X"}}
         routes:
           - {{name: all, to: [alerts]}}
-        """)
+        """,
+    )
     async with running_app(text) as client:
         for i in range(5):
             await client.post("/webhooks/pushwoosh", json=dict(bounced, user_id=str(i)))
@@ -45,15 +53,19 @@ async def test_slack_defaults_to_one_per_second(tmp_path: Path, sink: Sink,
     assert times[-1] - times[0] >= 1.8  # burst of 3, then 1/s
 
 
-async def test_concurrency_caps_requests_in_flight(tmp_path: Path, sink: Sink,
-                                                   bounced: dict[str, Any]) -> None:
+async def test_concurrency_caps_requests_in_flight(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
     sink.default = Answer(200, delay=0.5)
-    text = config_text(tmp_path / "q.db", f"""
+    text = config_text(
+        tmp_path / "q.db",
+        f"""
         destinations:
           crm: {{type: http, url: "{sink.url}", concurrency: 2}}
         routes:
           - {{name: all, to: [crm]}}
-        """)
+        """,
+    )
     async with running_app(text) as client:
         for i in range(6):
             await client.post("/webhooks/pushwoosh", json=dict(bounced, user_id=str(i)))
@@ -63,23 +75,28 @@ async def test_concurrency_caps_requests_in_flight(tmp_path: Path, sink: Sink,
         assert times[i + 2] - times[i] >= 0.45  # never three within one response time
 
 
-async def test_metrics_expose_contract_series(tmp_path: Path, sink: Sink,
-                                              bounced: dict[str, Any]) -> None:
+async def test_metrics_expose_contract_series(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
     db = tmp_path / "q.db"
     sink.script = [Answer(404)]
-    text = config_text(db, f"""
+    text = config_text(
+        db,
+        f"""
         destinations:
           crm: {{type: http, url: "{sink.url}"}}
           later: {{type: http, url: "{sink.url}", enabled: false}}
         routes:
           - {{name: all, to: [crm]}}
-        """)
+        """,
+    )
     async with running_app(text) as client:
         await client.post("/webhooks/pushwoosh", json=bounced)
         await client.post("/webhooks/pushwoosh", json=dict(bounced, user_id="2"))
         await client.post("/webhooks/pushwoosh", content=b"not json")
-        await eventually(lambda: sorted(rows(db, "SELECT state FROM deliveries")) ==
-                         [("dead",), ("succeeded",)])
+        await eventually(
+            lambda: sorted(rows(db, "SELECT state FROM deliveries")) == [("dead",), ("succeeded",)]
+        )
         r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text

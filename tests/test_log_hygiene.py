@@ -37,13 +37,19 @@ destinations:
 routes:
   - {{name: all, to: [log, alerts, crm]}}
 """)
-        env = clean_env(RELAY_TOKEN=TOKEN, SLACK_WEBHOOK_URL=sink.url + SLACK_PATH,
-                        CRM_KEY=CRM_KEY, SIGNING=SIGNING)
+        env = clean_env(
+            RELAY_TOKEN=TOKEN,
+            SLACK_WEBHOOK_URL=sink.url + SLACK_PATH,
+            CRM_KEY=CRM_KEY,
+            SIGNING=SIGNING,
+        )
         server = Server(tmp_path, cfg, env=env)
         try:
             assert server.post(bounced, params={"token": TOKEN}).status_code == 200
-            assert server.post(bounced, headers={"Authorization": f"Bearer {TOKEN}x"}
-                               ).status_code == 401
+            assert (
+                server.post(bounced, headers={"Authorization": f"Bearer {TOKEN}x"}).status_code
+                == 401
+            )
             assert server.post(bounced, params={"token": TOKEN + "x"}).status_code == 401
             httpx.get(f"{server.url}/nope?token={TOKEN}")
             sink.wait_for(3)  # one 500 (retried: echoes a secret), one 404 (dead), one 200
@@ -51,13 +57,24 @@ routes:
         finally:
             assert server.stop() == 0
     output = server.output()
-    for secret in (TOKEN, SLACK_PATH, "xoxsecretpath123", CRM_KEY, SIGNING,
-                   SIGNING.removeprefix("whsec_")):
+    for secret in (
+        TOKEN,
+        SLACK_PATH,
+        "xoxsecretpath123",
+        CRM_KEY,
+        SIGNING,
+        SIGNING.removeprefix("whsec_"),
+    ):
         assert secret not in output, secret
     lines = server.lines()
     names = {line["event"] for line in lines}
-    assert {"delivery.logged", "delivery.succeeded", "delivery.retrying", "delivery.dead",
-            "event.rejected"} <= names
+    assert {
+        "delivery.logged",
+        "delivery.succeeded",
+        "delivery.retrying",
+        "delivery.dead",
+        "event.rejected",
+    } <= names
     logged = next(x for x in lines if x["event"] == "delivery.logged")
     assert logged["request"]["body"]["hwid"] == "no***@example.org"
     assert bounced["hwid"] not in output

@@ -13,23 +13,28 @@ from relay.config import parse_config
 from relay.errors import ConfigError
 from relay.netfilter import IpPolicy, parse_networks
 
-POLICY = IpPolicy(parse_networks(["203.0.113.0/24", "2001:db8::/32"], "allow"),
-                  parse_networks(["10.0.0.0/8"], "trusted"))
+POLICY = IpPolicy(
+    parse_networks(["203.0.113.0/24", "2001:db8::/32"], "allow"),
+    parse_networks(["10.0.0.0/8"], "trusted"),
+)
 
 
-@pytest.mark.parametrize(("peer", "xff", "allowed"), [
-    ("203.0.113.7", None, True),
-    ("198.51.100.1", None, False),
-    ("::ffff:203.0.113.9", None, True),          # IPv4-mapped IPv6 peer
-    ("2001:db8::1", None, True),
-    ("198.51.100.1", "203.0.113.7", False),      # untrusted peer: X-Forwarded-For ignored
-    ("10.1.2.3", "203.0.113.7", True),           # trusted proxy: the client it names
-    ("10.1.2.3", "198.51.100.1", False),
-    ("10.1.2.3", "203.0.113.7, 10.9.9.9", True),  # our own proxies skipped from the right
-    ("10.1.2.3", "203.0.113.7, 198.51.100.1", False),  # forged left part does not help
-    ("10.1.2.3", "not-an-ip", False),
-    (None, None, False),
-])
+@pytest.mark.parametrize(
+    ("peer", "xff", "allowed"),
+    [
+        ("203.0.113.7", None, True),
+        ("198.51.100.1", None, False),
+        ("::ffff:203.0.113.9", None, True),  # IPv4-mapped IPv6 peer
+        ("2001:db8::1", None, True),
+        ("198.51.100.1", "203.0.113.7", False),  # untrusted peer: X-Forwarded-For ignored
+        ("10.1.2.3", "203.0.113.7", True),  # trusted proxy: the client it names
+        ("10.1.2.3", "198.51.100.1", False),
+        ("10.1.2.3", "203.0.113.7, 10.9.9.9", True),  # our own proxies skipped from the right
+        ("10.1.2.3", "203.0.113.7, 198.51.100.1", False),  # forged left part does not help
+        ("10.1.2.3", "not-an-ip", False),
+        (None, None, False),
+    ],
+)
 def test_policy(peer: str | None, xff: str | None, allowed: bool) -> None:
     assert POLICY.allows(peer, xff) is allowed
 

@@ -71,12 +71,14 @@ def test_file_change_and_sighup_reload(tmp_path: Path, bounced: dict[str, Any]) 
 
             # 3. SIGHUP reloads; a restart-only change is reported as such.
             cfg.write_text(base.replace(f"port: {port}", f"port: {port + 1}"))
-            by_file = wait(lambda: [e for e in events(server, "config.reloaded")
-                                    if e["trigger"] == "file"][1:])
+            by_file = wait(
+                lambda: [e for e in events(server, "config.reloaded") if e["trigger"] == "file"][1:]
+            )
             assert by_file[-1]["restart_required"] == ["server.port"]
             os.kill(server.proc.pid, signal.SIGHUP)
-            by_signal = wait(lambda: [e for e in events(server, "config.reloaded")
-                                      if e["trigger"] == "SIGHUP"])
+            by_signal = wait(
+                lambda: [e for e in events(server, "config.reloaded") if e["trigger"] == "SIGHUP"]
+            )
             assert by_signal[0]["restart_required"] == ["server.port"]
             assert server.post(dict(bounced, user_id="4")).status_code == 200
             time.sleep(0.5)

@@ -49,8 +49,9 @@ routes:
     return [Server(tmp_path, cfg) for _ in range(n)]
 
 
-def post_all(servers: list[Server], bounced: dict[str, Any], kill_after: int | None = None
-             ) -> list[str]:
+def post_all(
+    servers: list[Server], bounced: dict[str, Any], kill_after: int | None = None
+) -> list[str]:
     """Post EVENTS events round-robin; optionally SIGKILL servers[0] after some."""
     acked: list[str] = []
     alive = list(servers)
@@ -59,8 +60,7 @@ def post_all(servers: list[Server], bounced: dict[str, Any], kill_after: int | N
     def post(i: int) -> str | None:
         target = alive[i % len(alive)]
         try:
-            r = clients[target.url].post("/webhooks/pushwoosh",
-                                         json=dict(bounced, user_id=str(i)))
+            r = clients[target.url].post("/webhooks/pushwoosh", json=dict(bounced, user_id=str(i)))
         except httpx.HTTPError:
             return None  # the killed instance: never acknowledged
         return str(i) if r.status_code == 200 else None
@@ -94,8 +94,9 @@ def wait_delivered(sink: Sink, expected: set[str], timeout: float = 60) -> Count
     raise AssertionError(f"{len(missing)} events never delivered")
 
 
-def test_three_instances_deliver_each_event_once(tmp_path: Path, pg_url: str,
-                                                 bounced: dict[str, Any]) -> None:
+def test_three_instances_deliver_each_event_once(
+    tmp_path: Path, pg_url: str, bounced: dict[str, Any]
+) -> None:
     with Sink() as sink:
         servers = start(tmp_path, pg_url, sink, 3)
         try:
@@ -111,8 +112,9 @@ def test_three_instances_deliver_each_event_once(tmp_path: Path, pg_url: str,
     assert max(keys.values()) == 1
 
 
-def test_sigkill_one_of_three_loses_nothing(tmp_path: Path, pg_url: str,
-                                            bounced: dict[str, Any]) -> None:
+def test_sigkill_one_of_three_loses_nothing(
+    tmp_path: Path, pg_url: str, bounced: dict[str, Any]
+) -> None:
     with Sink() as sink:
         sink.default = Answer(200, delay=0.02)  # keep deliveries in flight when the kill lands
         servers = start(tmp_path, pg_url, sink, 3)
@@ -129,7 +131,6 @@ def test_sigkill_one_of_three_loses_nothing(tmp_path: Path, pg_url: str,
     assert duplicates <= 8, duplicates
     by_user: dict[str, set[str]] = {}
     for r in sink.received:
-        by_user.setdefault(json.loads(r.body)["user_id"], set()).add(
-            r.headers["idempotency-key"])
+        by_user.setdefault(json.loads(r.body)["user_id"], set()).add(r.headers["idempotency-key"])
     assert all(len(keys) == 1 for keys in by_user.values())
     print(f"\nacknowledged {len(acked)}, delivered {len(got)} unique, {duplicates} duplicates")

@@ -19,13 +19,17 @@ SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode
 
 
 async def test_signed_request_verifies_with_reference_library(
-        tmp_path: Path, sink: Sink, bounced: dict[str, Any]) -> None:
-    text = config_text(tmp_path / "q.db", f"""
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
+    text = config_text(
+        tmp_path / "q.db",
+        f"""
         destinations:
           crm: {{type: http, url: "{sink.url}", signing_secret: "{SECRET}"}}
         routes:
           - {{name: all, to: [crm]}}
-        """)
+        """,
+    )
     async with running_app(text) as client:
         await client.post("/webhooks/pushwoosh", json=bounced)
         got = sink.wait_for(1)[0]
@@ -38,8 +42,9 @@ async def test_signed_request_verifies_with_reference_library(
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(tampered, headers)
     with pytest.raises(WebhookVerificationError):
-        Webhook("whsec_" + base64.b64encode(b"another-key-of-32-bytes-long!!!!").decode()
-                ).verify(got.body, headers)
+        Webhook("whsec_" + base64.b64encode(b"another-key-of-32-bytes-long!!!!").decode()).verify(
+            got.body, headers
+        )
 
 
 @pytest.mark.parametrize("secret", ["plain-secret", "whsec_***not base64***", "whsec_c2hvcnQ="])

@@ -51,8 +51,12 @@ class OutboundRequest:
             except msgspec.DecodeError:
                 body = self.body.decode("utf-8", "replace")
         headers = {k: MASK if k.lower() in secret_headers else v for k, v in self.headers.items()}
-        return {"method": self.method, "url": mask_url(self.url, secrets),
-                "headers": headers, "body": body}
+        return {
+            "method": self.method,
+            "url": mask_url(self.url, secrets),
+            "headers": headers,
+            "body": body,
+        }
 
 
 def mask_url(url: str, secrets: frozenset[str] = frozenset()) -> str:
@@ -72,9 +76,11 @@ def mask_url(url: str, secrets: frozenset[str] = frozenset()) -> str:
     netloc = parts.netloc
     if parts.password is not None:
         netloc = f"{parts.username}:{MASK}@{parts.hostname}" + (
-            f":{parts.port}" if parts.port else "")
-    query = urlencode([(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)],
-                      safe="*")
+            f":{parts.port}" if parts.port else ""
+        )
+    query = urlencode(
+        [(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*"
+    )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -102,8 +108,9 @@ def judge(status: int, headers: Mapping[str, str], body: str = "") -> None:
         return
     detail = f"HTTP {status}" + (f": {body[:200]}" if body else "")
     if status in RETRYABLE_STATUS or status >= 500:
-        raise Retryable(detail, status_code=status,
-                        retry_after=retry_after_seconds(headers.get("retry-after")))
+        raise Retryable(
+            detail, status_code=status, retry_after=retry_after_seconds(headers.get("retry-after"))
+        )
     raise Permanent(detail, status_code=status)
 
 
@@ -124,7 +131,7 @@ class Destination:
     disabled_reason: str = ""
     secrets: frozenset[str] = frozenset()
     secret_headers: frozenset[str] = frozenset()
-    sends: bool = True       # False for `log`: the request is written, not sent
+    sends: bool = True  # False for `log`: the request is written, not sent
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -152,6 +159,18 @@ def compile_destination(name: str, spec: DestinationSpec, path: str) -> Destinat
     return builders[str(kind)](name, spec, path)
 
 
-__all__ = ["MASK", "USER_AGENT", "Destination", "OutboundRequest", "Permanent", "Retryable",
-           "base_headers", "check_url", "compile_destination", "encode_json", "judge",
-           "mask_url", "retry_after_seconds"]
+__all__ = [
+    "MASK",
+    "USER_AGENT",
+    "Destination",
+    "OutboundRequest",
+    "Permanent",
+    "Retryable",
+    "base_headers",
+    "check_url",
+    "compile_destination",
+    "encode_json",
+    "judge",
+    "mask_url",
+    "retry_after_seconds",
+]

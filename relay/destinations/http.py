@@ -75,8 +75,9 @@ def compile(name: str, spec: HttpDestination, path: str) -> Http:
         check_url(spec.url, f"{path}.url")
     body = None if spec.body is msgspec.UNSET else compile_structure(spec.body, f"{path}.body")
     secret_headers = frozenset(k.lower() for k in spec.headers if k.lower() not in PUBLIC_HEADERS)
-    secrets = {s for k, v in spec.headers.items() if k.lower() in secret_headers
-               for s in header_secrets(v)}
+    secrets = {
+        s for k, v in spec.headers.items() if k.lower() in secret_headers for s in header_secrets(v)
+    }
     signer = None
     if spec.signing_secret:
         from ..signing import signer_for
@@ -87,6 +88,13 @@ def compile(name: str, spec: HttpDestination, path: str) -> Http:
             raise SpecError(f"{path}.signing_secret", str(exc)) from None
         secrets.add(spec.signing_secret)
         secret_headers |= {"webhook-signature"}
-    return Http(name=name, spec=spec, enabled=enabled, disabled_reason=reason,
-                secrets=frozenset(s for s in secrets if s), secret_headers=secret_headers,
-                body=body, signer=signer)
+    return Http(
+        name=name,
+        spec=spec,
+        enabled=enabled,
+        disabled_reason=reason,
+        secrets=frozenset(s for s in secrets if s),
+        secret_headers=secret_headers,
+        body=body,
+        signer=signer,
+    )

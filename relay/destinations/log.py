@@ -37,5 +37,11 @@ class Log(Destination):
 
 def compile(name: str, spec: LogDestination, path: str) -> Log:
     body = None if spec.body is msgspec.UNSET else compile_structure(spec.body, f"{path}.body")
-    return Log(name=name, spec=spec, enabled=spec.enabled,
-               disabled_reason="" if spec.enabled else "enabled: false", sends=False, body=body)
+    return Log(
+        name=name,
+        spec=spec,
+        enabled=spec.enabled,
+        disabled_reason="" if spec.enabled else "enabled: false",
+        sends=False,
+        body=body,
+    )

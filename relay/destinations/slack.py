@@ -34,8 +34,9 @@ class Slack(Destination):
         if self.text is None and self.blocks is None:
             if "group" in context:
                 group = context["group"]
-                return slack_format.digest_message(context["events"], group["key"],
-                                                   total=group.get("total"))
+                return slack_format.digest_message(
+                    context["events"], group["key"], total=group.get("total")
+                )
             return slack_format.default_message(context["event"])
         payload: dict[str, Any] = {}
         if self.text is not None:
@@ -47,8 +48,12 @@ class Slack(Destination):
     def build(self, context: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
         headers = base_headers(delivery_id)
         headers["Content-Type"] = "application/json"
-        return OutboundRequest("POST", self.spec.url, headers,  # type: ignore[attr-defined]
-                               encode_json(self.payload(context)))
+        return OutboundRequest(
+            "POST",
+            self.spec.url,
+            headers,  # type: ignore[attr-defined]
+            encode_json(self.payload(context)),
+        )
 
 
 def compile(name: str, spec: SlackDestination, path: str) -> Slack:
@@ -57,10 +62,20 @@ def compile(name: str, spec: SlackDestination, path: str) -> Slack:
         enabled, reason = False, "its url is empty"
     elif spec.enabled:
         check_url(spec.url, f"{path}.url")
-    text = None if spec.text is None else compile_text(spec.text, f"{path}.text",
-                                                         escape=slack_escape)
-    blocks = None if spec.blocks is None else compile_structure(spec.blocks, f"{path}.blocks",
-                                                                escape=slack_escape)
-    return Slack(name=name, spec=spec, enabled=enabled, disabled_reason=reason,
-                 secrets=frozenset({spec.url}) if spec.url else frozenset(),
-                 text=text, blocks=blocks)
+    text = (
+        None if spec.text is None else compile_text(spec.text, f"{path}.text", escape=slack_escape)
+    )
+    blocks = (
+        None
+        if spec.blocks is None
+        else compile_structure(spec.blocks, f"{path}.blocks", escape=slack_escape)
+    )
+    return Slack(
+        name=name,
+        spec=spec,
+        enabled=enabled,
+        disabled_reason=reason,
+        secrets=frozenset({spec.url}) if spec.url else frozenset(),
+        text=text,
+        blocks=blocks,
+    )

@@ -96,13 +96,15 @@ class Queue(abc.ABC):
         """Finish pending writes and disconnect."""
 
     @abc.abstractmethod
-    async def enqueue(self, events: Sequence[NewEvent], dedupe_window: float,
-                      now: float) -> list[Accepted]:
+    async def enqueue(
+        self, events: Sequence[NewEvent], dedupe_window: float, now: float
+    ) -> list[Accepted]:
         """Commit events and their deliveries atomically; skip bodies seen in the window."""
 
     @abc.abstractmethod
-    async def lease(self, destination: str, limit: int, lease_seconds: float,
-                    now: float) -> list[Leased]:
+    async def lease(
+        self, destination: str, limit: int, lease_seconds: float, now: float
+    ) -> list[Leased]:
         """Take up to ``limit`` due deliveries; they come back if not settled in time."""
 
     @abc.abstractmethod
@@ -110,28 +112,29 @@ class Queue(abc.ABC):
         """Mark a leased delivery done."""
 
     @abc.abstractmethod
-    async def retry(self, delivery_id: str, available_at: float, error: str,
-                    status_code: int | None, now: float) -> None:
+    async def retry(
+        self, delivery_id: str, available_at: float, error: str, status_code: int | None, now: float
+    ) -> None:
         """Put a leased delivery back, due at ``available_at``."""
 
     @abc.abstractmethod
-    async def bury(self, delivery_id: str, error: str, status_code: int | None,
-                   now: float) -> None:
+    async def bury(self, delivery_id: str, error: str, status_code: int | None, now: float) -> None:
         """Make a leased delivery a dead letter (kept, replayable)."""
 
     @abc.abstractmethod
-    async def dead_letters(self, destination: str | None = None,
-                           limit: int = 1000) -> list[DeadLetter]:
+    async def dead_letters(
+        self, destination: str | None = None, limit: int = 1000
+    ) -> list[DeadLetter]:
         """Dead deliveries, oldest first."""
 
     @abc.abstractmethod
-    async def replay(self, ids: Sequence[str] | None, destination: str | None,
-                     now: float) -> int:
+    async def replay(self, ids: Sequence[str] | None, destination: str | None, now: float) -> int:
         """Dead deliveries back to pending with a fresh attempt budget; ``ids=None`` = all."""
 
     @abc.abstractmethod
-    async def flush_groups(self, destination: str, max_events: Mapping[str, int],
-                           now: float) -> list[tuple[str, int]]:
+    async def flush_groups(
+        self, destination: str, max_events: Mapping[str, int], now: float
+    ) -> list[tuple[str, int]]:
         """Turn every due group of ``destination`` into deliveries, atomically.
 
         Each open item goes into exactly one delivery of at most ``max_events[route]``
@@ -169,8 +172,9 @@ class Queue(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def prune(self, settled_before: float, fingerprints_before: float,
-                    batch: int = 1000) -> int:
+    async def prune(
+        self, settled_before: float, fingerprints_before: float, batch: int = 1000
+    ) -> int:
         """Delete one small batch of old succeeded deliveries, their events, old fingerprints.
 
         Returns how many rows went; callers repeat while it returns ``batch`` or more.
@@ -194,12 +198,15 @@ def open_queue(url: str) -> Queue:
         except ImportError as exc:  # the optional extra is not installed (or lacks libpq)
             if exc.name is not None and not exc.name.startswith("psycopg"):
                 raise
-            raise QueueUnavailable("the PostgreSQL queue needs psycopg: "
-                                   "pip install 'pushwoosh-relay[postgres]'") from None
+            raise QueueUnavailable(
+                "the PostgreSQL queue needs psycopg: pip install 'pushwoosh-relay[postgres]'"
+            ) from None
 
         return PostgresQueue(url)
-    raise UnknownQueueURL(f"unsupported queue url {url.split('://')[0]}://...: "
-                          "use sqlite:///path or postgresql://user@host/db")
+    raise UnknownQueueURL(
+        f"unsupported queue url {url.split('://')[0]}://...: "
+        "use sqlite:///path or postgresql://user@host/db"
+    )
 
 
 __all__ = ["Accepted", "Depth", "Queue", "instance_id", "open_queue"]

@@ -191,8 +191,6 @@ SQL_PRUNE_FINGERPRINTS = """
         SELECT rowid FROM fingerprints WHERE created_at < ? LIMIT ?)"""
 
 
-
-
 class SqliteQueue(Queue):
     """The embedded default; several processes on one host may share the file."""
 
@@ -213,8 +211,7 @@ class SqliteQueue(Queue):
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -227,8 +224,9 @@ class SqliteQueue(Queue):
             await asyncio.to_thread(self._migrate, conn)
         except (sqlite3.Error, OSError) as exc:
             raise QueueUnavailable(f"cannot open SQLite queue at {self.path}: {exc}") from None
-        self._thread = threading.Thread(target=self._writer, args=(conn,),
-                                        name="relay-sqlite-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer, args=(conn,), name="relay-sqlite-writer", daemon=True
+        )
         self._thread.start()
         await self.release_orphans()
 
@@ -236,8 +234,9 @@ class SqliteQueue(Queue):
         if self._thread is not None:
             # Our unfinished leases are due again now, not when the lease runs out.
             with contextlib.suppress(Exception):
-                await self._call(lambda conn: conn.execute(SQL_RELEASE, (time.time(), self.owner))
-                                 and None)
+                await self._call(
+                    lambda conn: conn.execute(SQL_RELEASE, (time.time(), self.owner)) and None
+                )
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -311,101 +310,151 @@ class SqliteQueue(Queue):
             loop.call_soon_threadsafe(_settle, fut, ok, value)
 
     # -- jobs -------------------------------------------------------------------------------
-    async def enqueue(self, events: Sequence[NewEvent], dedupe_window: float,
-                      now: float) -> list[Accepted]:
+    async def enqueue(
+        self, events: Sequence[NewEvent], dedupe_window: float, now: float
+    ) -> list[Accepted]:
         def job(conn: sqlite3.Connection) -> list[Accepted]:
             out = []
             for ev in events:
                 if ev.fingerprint is not None and dedupe_window > 0:
-                    row = conn.execute(SQL_FIND_FINGERPRINT,
-                                       (ev.fingerprint, now - dedupe_window)).fetchone()
+                    row = conn.execute(
+                        SQL_FIND_FINGERPRINT, (ev.fingerprint, now - dedupe_window)
+                    ).fetchone()
                     if row is not None:
                         out.append(Accepted(row[0], True))
                         continue
                     conn.execute(SQL_PUT_FINGERPRINT, (ev.fingerprint, ev.id, now))
                 conn.execute(SQL_INSERT_EVENT, (ev.id, now, ev.body))
-                conn.executemany(SQL_INSERT_DELIVERY, [
-                    (d.id, ev.id, d.destination, d.route, now, now, now, now)
-                    for d in ev.deliveries if d.group is None])
+                conn.executemany(
+                    SQL_INSERT_DELIVERY,
+                    [
+                        (d.id, ev.id, d.destination, d.route, now, now, now, now)
+                        for d in ev.deliveries
+                        if d.group is None
+                    ],
+                )
                 for d in ev.deliveries:
                     if d.group is not None:
-                        conn.execute(SQL_INSERT_GROUP_ITEM, (d.id, ev.id, d.destination,
-                                                             d.route, d.group.key, now))
-                        conn.execute(SQL_OPEN_GROUP, {
-                            "destination": d.destination, "route": d.route,
-                            "key": d.group.key, "now": now, "wait": d.group.wait,
-                            "interval": d.group.interval})
+                        conn.execute(
+                            SQL_INSERT_GROUP_ITEM,
+                            (d.id, ev.id, d.destination, d.route, d.group.key, now),
+                        )
+                        conn.execute(
+                            SQL_OPEN_GROUP,
+                            {
+                                "destination": d.destination,
+                                "route": d.route,
+                                "key": d.group.key,
+                                "now": now,
+                                "wait": d.group.wait,
+                                "interval": d.group.interval,
+                            },
+                        )
                 out.append(Accepted(ev.id, False))
             return out
 
         return await self._call(job)
 
-    async def lease(self, destination: str, limit: int, lease_seconds: float,
-                    now: float) -> list[Leased]:
+    async def lease(
+        self, destination: str, limit: int, lease_seconds: float, now: float
+    ) -> list[Leased]:
         def job(conn: sqlite3.Connection) -> list[Leased]:
-            rows = conn.execute(SQL_LEASE, {"until": now + lease_seconds, "owner": self.owner,
-                                            "now": now, "destination": destination,
-                                            "limit": limit}).fetchall()
+            rows = conn.execute(
+                SQL_LEASE,
+                {
+                    "until": now + lease_seconds,
+                    "owner": self.owner,
+                    "now": now,
+                    "destination": destination,
+                    "limit": limit,
+                },
+            ).fetchall()
             out = []
             for did, event_id, dest, route, attempts, budget_start, group_key in rows:
                 body = conn.execute(SQL_EVENT_BODY, (event_id,)).fetchone()[0]
-                events = ([b for (b,) in conn.execute(SQL_GROUP_BODIES, (did,))]
-                          if group_key is not None else [])
-                out.append(Leased(did, event_id, dest, route, attempts, budget_start, body,
-                                  events, group_key))
+                events = (
+                    [b for (b,) in conn.execute(SQL_GROUP_BODIES, (did,))]
+                    if group_key is not None
+                    else []
+                )
+                out.append(
+                    Leased(
+                        did, event_id, dest, route, attempts, budget_start, body, events, group_key
+                    )
+                )
             return out
 
         return await self._call(job)
 
-    def _settle(self, delivery_id: str, state: str, available_at: float, error: str | None,
-                status: int | None, now: float) -> asyncio.Future[None]:
-        params = {"id": delivery_id, "state": state, "available_at": available_at,
-                  "error": error, "status": status, "now": now, "owner": self.owner}
+    def _settle(
+        self,
+        delivery_id: str,
+        state: str,
+        available_at: float,
+        error: str | None,
+        status: int | None,
+        now: float,
+    ) -> asyncio.Future[None]:
+        params = {
+            "id": delivery_id,
+            "state": state,
+            "available_at": available_at,
+            "error": error,
+            "status": status,
+            "now": now,
+            "owner": self.owner,
+        }
         return self._call(lambda conn: conn.execute(SQL_SETTLE, params) and None)
 
     async def succeed(self, delivery_id: str, status_code: int | None, now: float) -> None:
         await self._settle(delivery_id, "succeeded", now, None, status_code, now)
 
-    async def retry(self, delivery_id: str, available_at: float, error: str,
-                    status_code: int | None, now: float) -> None:
+    async def retry(
+        self, delivery_id: str, available_at: float, error: str, status_code: int | None, now: float
+    ) -> None:
         await self._settle(delivery_id, "pending", available_at, error, status_code, now)
 
-    async def bury(self, delivery_id: str, error: str, status_code: int | None,
-                   now: float) -> None:
+    async def bury(self, delivery_id: str, error: str, status_code: int | None, now: float) -> None:
         await self._settle(delivery_id, "dead", now, error, status_code, now)
 
-    async def dead_letters(self, destination: str | None = None,
-                           limit: int = 1000) -> list[DeadLetter]:
+    async def dead_letters(
+        self, destination: str | None = None, limit: int = 1000
+    ) -> list[DeadLetter]:
         def job(conn: sqlite3.Connection) -> list[DeadLetter]:
             rows = conn.execute(SQL_DEAD, {"destination": destination, "limit": limit})
-            return [DeadLetter(r[0], r[1], r[2], event_name(r[3]), r[4], r[5] or "", r[6])
-                    for r in rows]
+            return [
+                DeadLetter(r[0], r[1], r[2], event_name(r[3]), r[4], r[5] or "", r[6]) for r in rows
+            ]
 
         return await self._call(job)
 
-    async def replay(self, ids: Sequence[str] | None, destination: str | None,
-                     now: float) -> int:
+    async def replay(self, ids: Sequence[str] | None, destination: str | None, now: float) -> int:
         def job(conn: sqlite3.Connection) -> int:
             params = {"now": now, "destination": destination}
             if ids is None:
                 return conn.execute(SQL_REPLAY, params).rowcount
-            return sum(conn.execute(SQL_REPLAY + " AND id = :id", {**params, "id": i}).rowcount
-                       for i in ids)
+            return sum(
+                conn.execute(SQL_REPLAY + " AND id = :id", {**params, "id": i}).rowcount
+                for i in ids
+            )
 
         return await self._call(job)
 
-    async def flush_groups(self, destination: str, max_events: Mapping[str, int],
-                           now: float) -> list[tuple[str, int]]:
+    async def flush_groups(
+        self, destination: str, max_events: Mapping[str, int], now: float
+    ) -> list[tuple[str, int]]:
         def job(conn: sqlite3.Connection) -> list[tuple[str, int]]:
             made: list[tuple[str, int]] = []
             for route, key in conn.execute(SQL_DUE_GROUPS, (destination, now)).fetchall():
                 items = conn.execute(SQL_GROUP_OPEN_ITEMS, (destination, route, key)).fetchall()
                 size = max_events.get(route, DEFAULT_MAX_EVENTS)
                 for start in range(0, len(items), size):
-                    chunk = items[start:start + size]
+                    chunk = items[start : start + size]
                     did = new_id()
-                    conn.execute(SQL_INSERT_GROUP_DELIVERY, (did, chunk[0][1], destination,
-                                                             route, now, now, now, now, key))
+                    conn.execute(
+                        SQL_INSERT_GROUP_DELIVERY,
+                        (did, chunk[0][1], destination, route, now, now, now, now, key),
+                    )
                     conn.executemany(SQL_ASSIGN_ITEM, [(did, item_id) for item_id, _ in chunk])
                     made.append((key, len(chunk)))
                 conn.execute(SQL_CLOSE_GROUP, (now, destination, route, key))
@@ -415,8 +464,10 @@ class SqliteQueue(Queue):
 
     async def next_due(self, destination: str) -> float | None:
         def job(conn: sqlite3.Connection) -> float | None:
-            due = [conn.execute(sql, (destination,)).fetchone()[0]
-                   for sql in (SQL_NEXT_DUE, SQL_NEXT_GROUP_FLUSH)]
+            due = [
+                conn.execute(sql, (destination,)).fetchone()[0]
+                for sql in (SQL_NEXT_DUE, SQL_NEXT_GROUP_FLUSH)
+            ]
             return min((d for d in due if d is not None), default=None)
 
         return await self._call(job)
@@ -436,14 +487,16 @@ class SqliteQueue(Queue):
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute(SQL_HEARTBEAT, (time.time(),)) and None)
 
-    async def prune(self, settled_before: float, fingerprints_before: float,
-                    batch: int = 1000) -> int:
+    async def prune(
+        self, settled_before: float, fingerprints_before: float, batch: int = 1000
+    ) -> int:
         def job(conn: sqlite3.Connection) -> int:
             n = conn.execute(SQL_PRUNE_DELIVERIES, (settled_before, batch)).rowcount
             n = max(n, conn.execute(SQL_PRUNE_GROUP_ITEMS, (settled_before, batch)).rowcount)
             n = max(n, conn.execute(SQL_PRUNE_EVENTS, (settled_before, batch)).rowcount)
-            return max(n, conn.execute(SQL_PRUNE_FINGERPRINTS,
-                                       (fingerprints_before, batch)).rowcount)
+            return max(
+                n, conn.execute(SQL_PRUNE_FINGERPRINTS, (fingerprints_before, batch)).rowcount
+            )
 
         return await self._call(job)
 
@@ -462,8 +515,6 @@ class _Aborted(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
 
 
 def _unavailable(exc: BaseException) -> BaseException:
