@@ -22,7 +22,7 @@ from aiolimiter import AsyncLimiter
 
 from .backoff import decide
 from .config import RelayConfig
-from .destinations import Destination
+from .destinations import Destination, template_context
 from .errors import Permanent, RenderError, Retryable
 from .logs import get_logger
 from .metrics import Metrics
@@ -274,22 +274,14 @@ class Dispatcher:
         return max(float(self.config().settings.queue.lease), spec.timeout * 2 + queued + 5)
 
     def context_for(self, item: Leased) -> dict[str, Any]:
-        """What templates see: ``event``; grouped deliveries also ``events`` and ``group``."""
-        context: dict[str, Any] = {
-            "event": item.event(),
-            "raw": item.event_body,
-            "destination": item.destination,
-            "now": time.time(),
-        }
-        if item.group_key is not None:
-            events = item.all_events()
-            context.update(
-                event=events[0],
-                events=events,
-                group={"key": _key(item.group_key), "count": len(events), "total": len(events)},
+        """What templates see for a leased delivery."""
+        if item.group_key is None:
+            return template_context(
+                [item.event()], item.destination, time.time(), raw=item.event_body
             )
-            del context["raw"]
-        return context
+        return template_context(
+            item.all_events(), item.destination, time.time(), group_key=_key(item.group_key)
+        )
 
     def start(self) -> None:
         self.queue.on_new_work(lambda destination: self.wake([destination]))

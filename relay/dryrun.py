@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .config import RelayConfig
+from .destinations import template_context
 from .errors import RelayError, RenderError
-from .receiver import BodyInvalid, EventInvalid, prepare
+from .receiver import BodyInvalid, EventInvalid, group_key, prepare
 
 
 class EventFileInvalid(RelayError):
@@ -40,15 +41,17 @@ def dry_run(config: RelayConfig, body: bytes) -> dict[str, Any] | list[dict[str,
                 elif name not in by_name or by_name[name].route != route.name:
                     entry["skipped"] = "an earlier route already delivers this event here"
                 else:
-                    context = {
-                        "event": p.event,
-                        "raw": p.record.body,
-                        "destination": name,
-                        "now": 0,
-                    }
-                    if route.group is not None:
-                        entry["group"] = _group_info(route.group, p.event)
-                        context = _group_context(context, route.group, p.event)
+                    if route.group is None:
+                        context = template_context([p.event], name, 0, raw=p.record.body)
+                    else:
+                        key = group_key(route.group.by, p.event)
+                        entry["group"] = {
+                            "key": key,
+                            "wait_s": float(route.group.wait),
+                            "interval_s": float(route.group.interval),
+                            "max_events": route.group.max_events,
+                        }
+                        context = template_context([p.event], name, 0, group_key=key)
                     try:
                         request = dest.build(context, by_name[name].id)
                         entry["request"] = request.display(
@@ -65,18 +68,3 @@ def dry_run(config: RelayConfig, body: bytes) -> dict[str, Any] | list[dict[str,
             }
         )
     return results[0] if len(results) == 1 and not body.lstrip().startswith(b"[") else results
-
-
-def _group_info(group: Any, event: dict[str, Any]) -> dict[str, Any]:
-    key = {f: event.get(f) for f in group.by}
-    return {
-        "key": key,
-        "wait_s": float(group.wait),
-        "interval_s": float(group.interval),
-        "max_events": group.max_events,
-    }
-
-
-def _group_context(context: dict[str, Any], group: Any, event: dict[str, Any]) -> dict[str, Any]:
-    key = {f: event.get(f) for f in group.by}
-    return {**context, "events": [event], "group": {"key": key, "count": 1, "total": 1}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -132,7 +132,6 @@ class Destination:
     secrets: frozenset[str] = frozenset()
     secret_headers: frozenset[str] = frozenset()
     sends: bool = True  # False for `log`: the request is written, not sent
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -143,6 +142,28 @@ class Destination:
 
     def judge(self, status: int, headers: Mapping[str, str], body: str = "") -> None:
         judge(status, headers, body)
+
+
+def template_context(
+    events: list[dict[str, Any]],
+    destination: str,
+    now: float,
+    *,
+    raw: bytes | None = None,
+    group_key: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What templates and request builders see (CONTRACT sections 5 and 9).
+
+    ``event`` is the (first) event; a grouped delivery adds ``events`` and ``group``.
+    ``raw`` is the stored body, forwarded as is when no body template is set.
+    """
+    context: dict[str, Any] = {"event": events[0], "destination": destination, "now": now}
+    if group_key is not None:
+        context["events"] = events
+        context["group"] = {"key": group_key, "count": len(events), "total": len(events)}
+    elif raw is not None:
+        context["raw"] = raw
+    return context
 
 
 def base_headers(delivery_id: str) -> dict[str, str]:
@@ -173,4 +194,5 @@ __all__ = [
     "judge",
     "mask_url",
     "retry_after_seconds",
+    "template_context",
 ]
