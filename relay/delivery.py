@@ -69,7 +69,8 @@ class DestinationWorker:
             if dest is not self._limiter_for:
                 self.limiter, self._limiter_for = _limiter(dest), dest
             free = self._slot_free(dest)
-            if free <= 0:
+            # Lease in chunks, not one row per finished request: each lease is a write.
+            if free <= 0 or (self.inflight and free < max(1, dest.spec.concurrency // 4)):
                 await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             await self._flush_groups()

@@ -9,7 +9,8 @@ offending field path at once so a sender can fix them all in one go.
 from __future__ import annotations
 
 import enum
-import uuid
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,8 +124,14 @@ def validate_events(decoded: Any) -> list[dict[str, Any]]:
 
 
 def new_id() -> str:
-    """A random, URL-safe identifier for events and deliveries."""
-    return uuid.uuid4().hex
+    """A unique, time-ordered id for events and deliveries: 12 hex of milliseconds, 20 random.
+
+    Time order keeps inserts at the end of the queue's indexes, so a backlog of a
+    million rows does not slow ingest down (random keys scatter writes over the
+    whole B-tree). 80 random bits per millisecond make collisions practically
+    impossible; `random` is reseeded in forked children.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,12 @@
 """Embedded SQLite queue (WAL, synchronous=FULL) with group commit.
 
 One writer thread owns the connection. Callers hand it small jobs; it runs
-every job waiting at that moment inside one transaction, one SAVEPOINT each,
-and commits once: many concurrent requests share one fsync, so a durable
-acknowledgement costs far less than a commit per request. A job that fails
-rolls back only its savepoint; a failed COMMIT fails every job in the batch,
-so nothing is acknowledged that is not on disk.
+every job waiting at that moment inside one transaction and commits once:
+many concurrent requests share one fsync, so a durable acknowledgement costs
+far less than a commit per request. The hot kinds (enqueue, settle) are merged
+into one statement per batch. If anything in a batch fails, the batch is run
+again job by job, each in a savepoint, so one bad job fails alone; a failed
+COMMIT fails every job in it, so nothing is acknowledged that is not on disk.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +27,6 @@ from ..model import DeadLetter, Leased, NewEvent, new_id
 from . import DEFAULT_MAX_EVENTS, Accepted, Depth, Queue, event_name, instance_id, owner_alive
 
 T = TypeVar("T")
-Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]
 MAX_BATCH = 1024
 
 # -- schema: versioned, applied in order at open --------------------------------------------
@@ -197,7 +198,7 @@ class SqliteQueue(Queue):
     def __init__(self, path: str) -> None:
         self.path = path
         self.owner = instance_id()
-        self._jobs: threadqueue.SimpleQueue[Job | None] = threadqueue.SimpleQueue()
+        self._jobs: threadqueue.SimpleQueue[_Job | None] = threadqueue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -257,12 +258,20 @@ class SqliteQueue(Queue):
             raise
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run ``fn`` in the writer's next transaction."""
+        return self._submit(_Job(fn, None, None))
+
+    def _merged(self, kind: str, arg: Any) -> asyncio.Future[Any]:
+        """Run one item of a mergeable kind (see :data:`MERGED`) in the next transaction."""
+        return self._submit(_Job(None, kind, arg))
+
+    def _submit(self, job: _Job) -> asyncio.Future[Any]:
         if self._thread is None:
             raise QueueUnavailable("the queue is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, loop, fut))
-        return fut
+        job.loop = asyncio.get_running_loop()
+        job.fut = job.loop.create_future()
+        self._jobs.put(job)
+        return job.fut
 
     def _writer(self, conn: sqlite3.Connection) -> None:
         stop = False
@@ -283,77 +292,88 @@ class SqliteQueue(Queue):
             self._run_batch(conn, batch)
         conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
-        results: list[tuple[bool, Any]] = []
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """Fast path: every job of a kind in one statement, no savepoints, one COMMIT.
+
+        If anything fails, the batch is rolled back and run again job by job, each in
+        a savepoint, so one bad job fails alone.
+        """
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    results.append((True, fn(conn)))
-                    conn.execute("RELEASE job")
-                except Exception as exc:  # one job's failure must not fail the others
-                    if not conn.in_transaction:  # SQLite rolled everything back (disk full)
-                        raise _Aborted(exc) from exc
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((False, _unavailable(exc)))
-            conn.execute("COMMIT")
+            results = self._transaction(conn, lambda: self._fast(conn, batch))
         except (sqlite3.Error, _Aborted) as exc:
-            if isinstance(exc, _Aborted):
-                exc = exc.cause
+            if len(batch) == 1:
+                results = [(False, _unavailable(_cause(exc)))]
+            else:
+                try:
+                    results = self._transaction(conn, lambda: self._one_by_one(conn, batch))
+                except (sqlite3.Error, _Aborted) as exc2:
+                    results = [(False, _unavailable(_cause(exc2)))] * len(batch)
+        except Exception as exc:  # a job's own bug: retry one by one to isolate it
+            try:
+                results = self._transaction(conn, lambda: self._one_by_one(conn, batch))
+            except (sqlite3.Error, _Aborted) as exc2:
+                results = [(False, _unavailable(_cause(exc2)))] * len(batch)
+            del exc
+        for job, (ok, value) in zip(batch, results, strict=True):
+            assert job.loop is not None and job.fut is not None
+            job.loop.call_soon_threadsafe(_settle, job.fut, ok, value)
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body()
+            conn.execute("COMMIT")
+        except BaseException:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            results = [(False, _unavailable(exc))] * len(batch)
-        for (_, loop, fut), (ok, value) in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_settle, fut, ok, value)
+            raise
+        return result
+
+    @staticmethod
+    def _fast(conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any] | None] = [None] * len(batch)
+        kinds: dict[str, list[int]] = {}
+        for i, job in enumerate(batch):
+            if job.kind is None:
+                assert job.fn is not None
+                results[i] = (True, job.fn(conn))
+            else:
+                kinds.setdefault(job.kind, []).append(i)
+        for kind, indexes in kinds.items():
+            values = MERGED[kind](conn, [batch[i].arg for i in indexes])
+            for i, value in zip(indexes, values, strict=True):
+                results[i] = (True, value)
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _one_by_one(conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                if job.kind is None:
+                    assert job.fn is not None
+                    value = job.fn(conn)
+                else:
+                    value = MERGED[job.kind](conn, [job.arg])[0]
+                results.append((True, value))
+                conn.execute("RELEASE job")
+            except Exception as exc:  # one job's failure must not fail the others
+                if not conn.in_transaction:  # SQLite rolled everything back (disk full)
+                    raise _Aborted(exc) from exc
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                results.append((False, _unavailable(exc)))
+        return results
 
     # -- jobs -------------------------------------------------------------------------------
     async def enqueue(
         self, events: Sequence[NewEvent], dedupe_window: float, now: float
     ) -> list[Accepted]:
-        def job(conn: sqlite3.Connection) -> list[Accepted]:
-            out = []
-            for ev in events:
-                if ev.fingerprint is not None and dedupe_window > 0:
-                    row = conn.execute(
-                        SQL_FIND_FINGERPRINT, (ev.fingerprint, now - dedupe_window)
-                    ).fetchone()
-                    if row is not None:
-                        out.append(Accepted(row[0], True))
-                        continue
-                    conn.execute(SQL_PUT_FINGERPRINT, (ev.fingerprint, ev.id, now))
-                conn.execute(SQL_INSERT_EVENT, (ev.id, now, ev.body))
-                conn.executemany(
-                    SQL_INSERT_DELIVERY,
-                    [
-                        (d.id, ev.id, d.destination, d.route, now, now, now, now)
-                        for d in ev.deliveries
-                        if d.group is None
-                    ],
-                )
-                for d in ev.deliveries:
-                    if d.group is not None:
-                        conn.execute(
-                            SQL_INSERT_GROUP_ITEM,
-                            (d.id, ev.id, d.destination, d.route, d.group.key, now),
-                        )
-                        conn.execute(
-                            SQL_OPEN_GROUP,
-                            {
-                                "destination": d.destination,
-                                "route": d.route,
-                                "key": d.group.key,
-                                "now": now,
-                                "wait": d.group.wait,
-                                "interval": d.group.interval,
-                            },
-                        )
-                out.append(Accepted(ev.id, False))
-            return out
-
-        return await self._call(job)
+        result: list[Accepted] = await self._merged("enqueue", (events, dedupe_window, now))
+        return result
 
     async def lease(
         self, destination: str, limit: int, lease_seconds: float, now: float
@@ -369,9 +389,14 @@ class SqliteQueue(Queue):
                     "limit": limit,
                 },
             ).fetchall()
+            if not rows:
+                return []
+            ids = list({r[1] for r in rows})
+            marks = ",".join("?" * len(ids))
+            bodies = dict(conn.execute(f"SELECT id, body FROM events WHERE id IN ({marks})", ids))
             out = []
             for did, event_id, dest, route, attempts, budget_start, group_key in rows:
-                body = conn.execute(SQL_EVENT_BODY, (event_id,)).fetchone()[0]
+                body = bodies[event_id]
                 events = (
                     [b for (b,) in conn.execute(SQL_GROUP_BODIES, (did,))]
                     if group_key is not None
@@ -404,7 +429,7 @@ class SqliteQueue(Queue):
             "now": now,
             "owner": self.owner,
         }
-        return self._call(lambda conn: conn.execute(SQL_SETTLE, params) and None)
+        return self._merged("settle", params)
 
     async def succeed(self, delivery_id: str, status_code: int | None, now: float) -> None:
         await self._settle(delivery_id, "succeeded", now, None, status_code, now)
@@ -507,6 +532,99 @@ class SqliteQueue(Queue):
         now = time.time()
         dead = [o for (o,) in conn.execute(SQL_ORPHAN_LEASES, (now,)) if not owner_alive(o)]
         return sum(conn.execute(SQL_RELEASE, (now, o)).rowcount for o in dead)
+
+
+@dataclass(slots=True)
+class _Job:
+    """One caller's work: a function, or an item of a kind the writer merges."""
+
+    fn: Callable[[sqlite3.Connection], Any] | None
+    kind: str | None
+    arg: Any
+    loop: asyncio.AbstractEventLoop | None = None
+    fut: asyncio.Future[Any] | None = None
+
+
+def _enqueue_many(
+    conn: sqlite3.Connection, items: list[tuple[Sequence[NewEvent], float, float]]
+) -> list[list[Accepted]]:
+    """Every waiting request's events in a handful of statements (the group commit)."""
+    digests = [
+        ev.fingerprint
+        for evs, window, _ in items
+        if window > 0
+        for ev in evs
+        if ev.fingerprint is not None
+    ]
+    known: dict[bytes, tuple[str, float]] = {}
+    for start in range(0, len(digests), 500):
+        chunk = digests[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for digest, event_id, created in conn.execute(
+            f"SELECT digest, event_id, created_at FROM fingerprints WHERE digest IN ({marks})",
+            chunk,
+        ):
+            known[digest] = (event_id, created)
+    out: list[list[Accepted]] = []
+    events: list[tuple[str, float, bytes]] = []
+    deliveries: list[tuple[Any, ...]] = []
+    items_rows: list[tuple[Any, ...]] = []
+    groups: list[dict[str, Any]] = []
+    prints: list[tuple[bytes, str, float]] = []
+    for evs, window, now in items:
+        accepted = []
+        for ev in evs:
+            if ev.fingerprint is not None and window > 0:
+                seen = known.get(ev.fingerprint)
+                if seen is not None and seen[1] >= now - window:
+                    accepted.append(Accepted(seen[0], True))
+                    continue
+                known[ev.fingerprint] = (ev.id, now)
+                prints.append((ev.fingerprint, ev.id, now))
+            events.append((ev.id, now, ev.body))
+            for d in ev.deliveries:
+                if d.group is None:
+                    deliveries.append((d.id, ev.id, d.destination, d.route, now, now, now, now))
+                else:
+                    items_rows.append((d.id, ev.id, d.destination, d.route, d.group.key, now))
+                    groups.append(
+                        {
+                            "destination": d.destination,
+                            "route": d.route,
+                            "key": d.group.key,
+                            "now": now,
+                            "wait": d.group.wait,
+                            "interval": d.group.interval,
+                        }
+                    )
+            accepted.append(Accepted(ev.id, False))
+        out.append(accepted)
+    if prints:
+        conn.executemany(SQL_PUT_FINGERPRINT, prints)
+    conn.executemany(SQL_INSERT_EVENT, events)
+    if deliveries:
+        conn.executemany(SQL_INSERT_DELIVERY, deliveries)
+    if items_rows:
+        conn.executemany(SQL_INSERT_GROUP_ITEM, items_rows)
+        conn.executemany(SQL_OPEN_GROUP, groups)
+    return out
+
+
+def _settle_many(conn: sqlite3.Connection, params: list[dict[str, Any]]) -> list[None]:
+    """Outcomes of many attempts in one statement: acks cost one write per batch."""
+    conn.executemany(SQL_SETTLE, params)
+    return [None] * len(params)
+
+
+#: Job kinds the writer runs as one statement per batch instead of one per caller.
+MERGED: dict[str, Callable[[sqlite3.Connection, list[Any]], list[Any]]] = {
+    "enqueue": _enqueue_many,
+    "settle": _settle_many,
+}
+
+
+def _cause(exc: BaseException) -> BaseException:
+    return exc.cause if isinstance(exc, _Aborted) else exc
 
 
 class _Aborted(Exception):

@@ -1,0 +1,134 @@
+"""The relay under test: its config, a pre-filled queue, and `relay serve` as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .procs import REPO, python, python_env
+
+PATH = "/webhooks/pushwoosh"
+SINK_DEST = "sink"
+PARKED_DEST = "parked"
+
+
+def body_bytes() -> bytes:
+    """The example Pushwoosh body, compact (what Pushwoosh sends: one JSON object)."""
+    import msgspec
+
+    return msgspec.json.encode(msgspec.json.decode((REPO / "examples/email-sent.json")
+                                                   .read_bytes()))
+
+
+def write_config(path: Path, *, db: Path, sink_port: int, concurrency: int,
+                 throttled: bool) -> Path:
+    """Every event goes to one http destination, the sink.
+
+    ``throttled`` caps forwarding at 1/s: deliveries are still written with every event,
+    but (almost) none are sent, which isolates the receiver. ``parked`` is a disabled
+    destination that only the scale step fills, so its deliveries stay pending.
+    """
+    sink: dict[str, Any] = {"type": "http", "url": f"http://127.0.0.1:{sink_port}/hook",
+                            "concurrency": concurrency, "timeout": "10s"}
+    if throttled:
+        sink["rate_limit"] = "1/s"
+    doc = {
+        "server": {"host": "127.0.0.1", "port": 8080, "path": PATH, "token": "",
+                   "dedupe_window": "0s",  # one body posted again and again: no dedupe
+                   "shutdown_grace": "1s"},
+        "queue": {"url": f"sqlite:///{db.resolve()}"},
+        # warning: measure the relay, not the volume of one log line per event and delivery
+        "logging": {"level": "warning", "format": "json"},
+        "destinations": {
+            SINK_DEST: sink,
+            PARKED_DEST: {"type": "http", "url": "http://127.0.0.1:9/parked", "enabled": False},
+        },
+        "routes": [{"name": "everything-to-sink", "to": [SINK_DEST]}],
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def serve_argv(config: Path, port: int, workers: int = 1) -> list[str]:
+    argv = python("-m", "relay", "serve", "--config", str(config), "--port", str(port))
+    if workers != 1:
+        argv += ["--workers", str(workers)]
+    return argv
+
+
+@functools.cache
+def workers_flag() -> bool:
+    """Whether this relay has `relay serve --workers N`."""
+    out = subprocess.run(python("-m", "relay", "serve", "--help"), capture_output=True,
+                         text=True, env=python_env(), cwd=REPO, timeout=60)
+    return "--workers" in out.stdout
+
+
+def check_config(config: Path) -> str:
+    out = subprocess.run(python("-m", "relay", "check", "--config", str(config)),
+                         capture_output=True, text=True, env=python_env(), cwd=REPO,
+                         timeout=60)
+    if out.returncode != 0:
+        from .procs import BenchError
+
+        raise BenchError(f"relay check refused the bench config: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def prefill(db: Path, destination: str, count: int, body: bytes, batch: int = 5000) -> float:
+    """Commit ``count`` events with one pending delivery each, through the relay's own queue.
+
+    Returns the seconds it took.
+    """
+    return asyncio.run(_prefill(db, destination, count, body, batch))
+
+
+async def _prefill(db: Path, destination: str, count: int, body: bytes, batch: int) -> float:
+    from relay.model import NewDelivery, NewEvent, new_id
+    from relay.queue.sqlite import SqliteQueue
+
+    started = time.perf_counter()
+    queue = SqliteQueue(str(db))
+    await queue.open()
+    try:
+        now = time.time()
+        for start in range(0, count, batch):
+            events = [NewEvent(id=new_id(), body=body,
+                               deliveries=(NewDelivery(id=new_id(), destination=destination,
+                                                       route="bench-prefill"),))
+                      for _ in range(min(batch, count - start))]
+            await queue.enqueue(events, 0.0, now)
+    finally:
+        await queue.close()
+    return time.perf_counter() - started
+
+
+def copy_db(src: Path, dst: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        s = Path(str(src) + suffix)
+        if s.exists():
+            shutil.copyfile(s, Path(str(dst) + suffix))
+
+
+def remove_db(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+
+
+def delivery_states(db: Path) -> dict[str, int]:
+    """Deliveries per state, read after the relay stopped."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {state: n for state, n in
+                conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state")}
+    finally:
+        conn.close()
