@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import ClientException
@@ -22,7 +21,7 @@ from . import __version__, maintenance
 from .config import RelayConfig
 from .delivery import Dispatcher
 from .errors import QueueUnavailable
-from .http_client import make_client
+from .http_client import Sender
 from .logs import get_logger
 from .metrics import CONTENT_TYPE, Metrics
 from .model import EventInvalid
@@ -42,7 +41,7 @@ class Runtime:
         self.config = config
         self.queue = queue or open_queue(config.settings.queue.url)
         self.metrics = Metrics()
-        self.client: httpx.AsyncClient | None = None
+        self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None
 
     def current(self) -> RelayConfig:
@@ -173,10 +172,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await rt.queue.open()
-        rt.client = make_client()
+        rt.sender = Sender()
         background: list[asyncio.Task[None]] = []
         if run_workers:
-            rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.client, rt.metrics)
+            rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.sender, rt.metrics)
             rt.dispatcher.start()
             background.append(asyncio.create_task(maintenance.run(rt.queue, rt.current)))
         if config_path is not None:
@@ -203,7 +202,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             if rt.dispatcher is not None:
                 await rt.dispatcher.stop(float(rt.config.settings.server.shutdown_grace))
-            await rt.client.aclose()
+            await rt.sender.aclose()
             await rt.queue.close()
             log.info("relay.stopped")
 

@@ -24,6 +24,7 @@ from .backoff import decide
 from .config import RelayConfig
 from .destinations import Destination, template_context
 from .errors import Permanent, RenderError, Retryable
+from .http_client import Sender
 from .logs import get_logger
 from .metrics import Metrics
 from .model import Leased
@@ -156,15 +157,9 @@ class DestinationWorker:
                     request=request.display(dest.secrets, dest.secret_headers),
                 )
             else:
-                response = await self.d.client.request(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    content=request.body,
-                    timeout=dest.spec.timeout,
-                )
-                status = response.status_code
-                dest.judge(status, response.headers, _snippet(response))
+                answer = await self.d.sender.send(request, float(dest.spec.timeout))
+                status = answer.status
+                dest.judge(status, answer.headers, answer.snippet)
         except RenderError as exc:
             await self._dead(fields, str(exc), None, started)
         except Permanent as exc:
@@ -177,7 +172,11 @@ class DestinationWorker:
             await self._failed(
                 dest, item, fields, f"timeout: {type(exc).__name__}", None, None, started
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:
+            await self._failed(
+                dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
+            )
+        except Exception as exc:  # a transport's unmapped error: retry rather than strand it
             await self._failed(
                 dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
             )
@@ -242,12 +241,6 @@ def _key(key: str) -> dict[str, Any]:
     return decoded
 
 
-def _snippet(response: httpx.Response) -> str:
-    if 200 <= response.status_code < 300:
-        return ""
-    return response.text[:200].strip()
-
-
 class Dispatcher:
     """Runs one :class:`DestinationWorker` per configured destination."""
 
@@ -255,12 +248,12 @@ class Dispatcher:
         self,
         queue: Queue,
         config: Callable[[], RelayConfig],
-        client: httpx.AsyncClient,
+        sender: Sender,
         metrics: Metrics,
     ) -> None:
         self.queue = queue
         self.config = config
-        self.client = client
+        self.sender = sender
         self.metrics = metrics
         self.stopping = False
         self.workers: dict[str, DestinationWorker] = {}

@@ -140,3 +140,47 @@ schema = schemathesis.openapi.from_asgi("/schema/openapi.json", make_app(Path(_t
 def test_schemathesis_receiver(case: Any) -> None:
     response = case.call()
     assert response.status_code < 500, response.text
+
+
+keys = st.sampled_from(["a", "b", 'q":', "c d"])
+spaces = st.sampled_from(["", " ", "\n", "\t ", "  "])
+
+
+@st.composite
+def json_text(draw: Any, depth: int = 0) -> str:
+    """JSON objects written by hand: repeated keys, odd whitespace, quotes inside strings."""
+    parts = []
+    for _ in range(draw(st.integers(0, 4))):
+        key = json.dumps(draw(keys))
+        if depth < 2 and draw(st.booleans()):
+            value = draw(json_text(depth + 1))
+        else:
+            value = json.dumps(draw(st.sampled_from(["x", 'y":', 1, None])))
+        parts.append(f"{key}{draw(spaces)}:{draw(spaces)}{value}")
+    return "{" + ",".join(parts) + "}"
+
+
+def has_duplicates(text: str) -> bool:
+    found = False
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        names = [k for k, _ in pairs]
+        found = found or len(names) != len(set(names))
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return found
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=json_text())
+def test_duplicate_key_detection_is_exact(text: str) -> None:
+    from relay.receiver import BodyInvalid, decode
+
+    try:
+        decode(text.encode())
+        refused = False
+    except BodyInvalid:
+        refused = True
+    assert refused == has_duplicates(text)
