@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import queue as threadqueue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -200,6 +202,7 @@ class SqliteQueue(Queue):
         self.owner = instance_id()
         self._jobs: threadqueue.SimpleQueue[_Job | None] = threadqueue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqliteQueue:
@@ -212,6 +215,7 @@ class SqliteQueue(Queue):
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -241,6 +245,9 @@ class SqliteQueue(Queue):
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -318,18 +325,35 @@ class SqliteQueue(Queue):
             assert job.loop is not None and job.fut is not None
             job.loop.call_soon_threadsafe(_settle, job.fut, ok, value)
 
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+    def _transaction(self, conn: sqlite3.Connection, body: Callable[[], T]) -> T:
+        """One write transaction, holding the file lock shared by every process on the file.
+
+        SQLite's own busy handler makes a waiting process sleep and retry (up to
+        100 ms a time, unfairly), which starves siblings under ``--workers``; a
+        blocking ``flock`` queues writers in order and wakes the next at once.
+        """
+        with self._write_lock():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = body()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
         return result
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @staticmethod
     def _fast(conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
