@@ -22,16 +22,16 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Settings:
     quick: bool
-    duration: float          # seconds of load per measured round
-    warmup: float            # seconds of load before the measured rounds (0 = none)
-    rounds: int              # measured rounds; the median is reported
-    connections: int         # load generator connections (ingest)
-    concurrency: int         # the relay destination's concurrency and the client ceiling's
-    backlog: int             # deliveries pre-filled for the drain step
+    duration: float  # seconds of load per measured round
+    warmup: float  # seconds of load before the measured rounds (0 = none)
+    rounds: int  # measured rounds; the median is reported
+    connections: int  # load generator connections (ingest)
+    concurrency: int  # the relay destination's concurrency and the client ceiling's
+    backlog: int  # deliveries pre-filled for the drain step
     drain_rounds: int
-    scale_pending: int       # pending deliveries for the scale step (0 = skip it)
-    e2e_probes: int          # rates tried by the end-to-end search
-    loadgen: str             # auto | wrk | python
+    scale_pending: int  # pending deliveries for the scale step (0 = skip it)
+    e2e_probes: int  # rates tried by the end-to-end search
+    loadgen: str  # auto | wrk | python
     wrk_threads: int
 
 
@@ -48,19 +48,27 @@ class Ingest:
 
     @classmethod
     def of(cls, results: list[LoadResult], rss: list[float]) -> Ingest:
-        return cls(rps=statistics.median(r.rps for r in results),
-                   p50_ms=statistics.median(r.p50_ms for r in results),
-                   p99_ms=statistics.median(r.p99_ms for r in results),
-                   errors=sum(r.errors for r in results),
-                   rss_mb=max(rss) if rss else None,
-                   rounds=[{**r.as_dict(), **({"rss_mb": round(m, 1)} if m else {})}
-                           for r, m in zip(results, rss or [0.0] * len(results), strict=True)])
+        return cls(
+            rps=statistics.median(r.rps for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p99_ms=statistics.median(r.p99_ms for r in results),
+            errors=sum(r.errors for r in results),
+            rss_mb=max(rss) if rss else None,
+            rounds=[
+                {**r.as_dict(), **({"rss_mb": round(m, 1)} if m else {})}
+                for r, m in zip(results, rss or [0.0] * len(results), strict=True)
+            ],
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 2),
-                "p99_ms": round(self.p99_ms, 2), "errors": self.errors,
-                "rss_mb": None if self.rss_mb is None else round(self.rss_mb, 1),
-                "rounds": self.rounds}
+        return {
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+            "errors": self.errors,
+            "rss_mb": None if self.rss_mb is None else round(self.rss_mb, 1),
+            "rounds": self.rounds,
+        }
 
 
 class Bench:
@@ -71,8 +79,7 @@ class Bench:
         self.body = body_bytes()
         self.body_path = workdir / "body.json"
         self.body_path.write_bytes(self.body)
-        self.load = LoadGenerator(settings.loadgen, workdir, self.body_path,
-                                  settings.wrk_threads)
+        self.load = LoadGenerator(settings.loadgen, workdir, self.body_path, settings.wrk_threads)
         self._memo: dict[str, Any] = {}
         self._servers: list[Server] = []
         self._sink: Server | None = None
@@ -89,8 +96,9 @@ class Bench:
         return self._memo.get(key)
 
     # -- processes -----------------------------------------------------------------------
-    def start(self, name: str, argv: list[str], port: int, ready_path: str,
-              timeout: float = 60.0) -> Server:
+    def start(
+        self, name: str, argv: list[str], port: int, ready_path: str, timeout: float = 60.0
+    ) -> Server:
         server = Server(name, argv, port, self.workdir)
         self._servers.append(server)
         server.wait_ready(ready_path, timeout)
@@ -112,8 +120,9 @@ class Bench:
         """The sink (one process for the whole run) and a client for its counter."""
         if self._sink is None:
             port = free_port()
-            self._sink = self.start("sink", python("-m", "bench.sink", "--port", str(port)),
-                                    port, "/_count")
+            self._sink = self.start(
+                "sink", python("-m", "bench.sink", "--port", str(port)), port, "/_count"
+            )
             self.sink_client = SinkClient("127.0.0.1", port)
         assert self.sink_client is not None
         return self._sink.port, self.sink_client
@@ -121,9 +130,24 @@ class Bench:
     @contextmanager
     def bare(self, workers: int = 1) -> Iterator[Server]:
         port = free_port()
-        argv = python("-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
-                      "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-                      "--no-access-log", "--log-level", "warning", "--workers", str(workers))
+        argv = python(
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--workers",
+            str(workers),
+        )
         server = self.start(f"bare-w{workers}", argv, port, "/nothing")
         try:
             yield server
@@ -139,16 +163,28 @@ class Bench:
         return db
 
     @contextmanager
-    def relay(self, *, throttled: bool = False, workers: int = 1, db: Path | None = None,
-              ready_timeout: float = 120.0) -> Iterator[Server]:
+    def relay(
+        self,
+        *,
+        throttled: bool = False,
+        workers: int = 1,
+        db: Path | None = None,
+        ready_timeout: float = 120.0,
+    ) -> Iterator[Server]:
         """`relay serve` on a fresh (or the given) queue file; the file is removed after."""
         sink_port, _ = self.sink()
         db = db or self.new_db()
         port = free_port()
-        config = write_config(self.workdir / f"relay-{port}.yaml", db=db, sink_port=sink_port,
-                              concurrency=self.s.concurrency, throttled=throttled)
-        server = self.start(f"relay-w{workers}", serve_argv(config, port, workers), port,
-                            "/healthz", ready_timeout)
+        config = write_config(
+            self.workdir / f"relay-{port}.yaml",
+            db=db,
+            sink_port=sink_port,
+            concurrency=self.s.concurrency,
+            throttled=throttled,
+        )
+        server = self.start(
+            f"relay-w{workers}", serve_argv(config, port, workers), port, "/healthz", ready_timeout
+        )
         try:
             yield server
         finally:
@@ -168,6 +204,7 @@ class Bench:
 
     def ingest_bare(self, workers: int = 1) -> Ingest:
         """Bare Litestar, one server for every round."""
+
         def run() -> Ingest:
             self.say(f"ingest: bare Litestar, {workers} process(es)")
             with self.bare(workers) as server:
@@ -177,16 +214,24 @@ class Bench:
 
         return self.memo(f"bare-w{workers}", run)
 
-    def ingest_relay(self, *, throttled: bool = False, workers: int = 1,
-                     template: Path | None = None, label: str = "") -> Ingest:
+    def ingest_relay(
+        self,
+        *,
+        throttled: bool = False,
+        workers: int = 1,
+        template: Path | None = None,
+        label: str = "",
+    ) -> Ingest:
         """The relay, a fresh process on a fresh queue (or a copy of ``template``) per round,
         so that no round inherits the previous one's backlog."""
         key = relay_key(workers, throttled, label)
 
         def run() -> Ingest:
-            self.say(f"ingest: relay, {workers} process(es), "
-                     f"{'forwarding throttled' if throttled else 'forwarding on'}"
-                     f"{', ' + label if label else ''}")
+            self.say(
+                f"ingest: relay, {workers} process(es), "
+                f"{'forwarding throttled' if throttled else 'forwarding on'}"
+                f"{', ' + label if label else ''}"
+            )
             results, rss = [], []
             for _ in range(self.s.rounds):
                 db = self.new_db(template)
@@ -206,4 +251,3 @@ class Bench:
 def relay_key(workers: int = 1, throttled: bool = False, label: str = "") -> str:
     """The memo key of one relay ingest measurement."""
     return f"relay-w{workers}-{'rx' if throttled else 'fwd'}-{label}"
-

@@ -44,13 +44,18 @@ function done(summary, latency, requests)
 end
 """
 
-_LUA_POST = _LUA_COMMON + r"""
+_LUA_POST = (
+    _LUA_COMMON
+    + r"""
 function init(args)
   setup_post(args)
 end
 """
+)
 
-_LUA_PACED = _LUA_COMMON + r"""
+_LUA_PACED = (
+    _LUA_COMMON
+    + r"""
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -81,14 +86,15 @@ function delay()
   return d
 end
 """
+)
 
 
 @dataclass(frozen=True)
 class LoadResult:
     tool: str
-    requests: int       # answers received (any status)
-    ok: int             # 2xx answers
-    errors: int         # non-2xx answers, socket errors and timeouts
+    requests: int  # answers received (any status)
+    ok: int  # 2xx answers
+    errors: int  # non-2xx answers, socket errors and timeouts
     duration_s: float
     p50_ms: float
     p99_ms: float
@@ -120,8 +126,9 @@ class Load:
             self.proc.communicate()
             raise BenchError(f"{self.tool} did not finish within {timeout:.0f}s") from None
         if self.proc.returncode != 0:
-            raise BenchError(f"{self.tool} failed ({self.proc.returncode}): "
-                             f"{(err or out).strip()[-800:]}")
+            raise BenchError(
+                f"{self.tool} failed ({self.proc.returncode}): {(err or out).strip()[-800:]}"
+            )
         return self._parse(out, err)
 
     def _parse(self, out: str, err: str) -> LoadResult:
@@ -131,11 +138,25 @@ class Load:
                 raise BenchError(f"wrk printed no result: {out.strip()[-800:]} {err[-400:]}")
             d = json.loads(line.removeprefix("BENCH_JSON "))
             errors = d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"]
-            return LoadResult("wrk", d["requests"], d["requests"] - d["status"], errors,
-                              d["duration_us"] / 1e6, d["p50_us"] / 1000, d["p99_us"] / 1000)
+            return LoadResult(
+                "wrk",
+                d["requests"],
+                d["requests"] - d["status"],
+                errors,
+                d["duration_us"] / 1e6,
+                d["p50_us"] / 1000,
+                d["p99_us"] / 1000,
+            )
         d = json.loads(out.strip().splitlines()[-1])
-        return LoadResult(d["tool"], d["requests"], d["ok"], d["errors"], d["duration_s"],
-                          d["p50_ms"], d["p99_ms"])
+        return LoadResult(
+            d["tool"],
+            d["requests"],
+            d["ok"],
+            d["errors"],
+            d["duration_s"],
+            d["p50_ms"],
+            d["p99_ms"],
+        )
 
 
 class LoadGenerator:
@@ -162,39 +183,72 @@ class LoadGenerator:
             return f"wrk ({self.wrk_threads} thread{'s' * (self.wrk_threads > 1)})"
         return f"{self.name} (Python load generator; wrk not found: {WRK_INSTALL_HINT})"
 
-    def start(self, url: str, connections: int, duration: float,
-              rate: float | None = None) -> Load:
+    def start(self, url: str, connections: int, duration: float, rate: float | None = None) -> Load:
         if self.wrk:
             seconds = max(1, math.ceil(duration))
             threads = min(self.wrk_threads, connections)
-            argv = [self.wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
-                    "--timeout", "10s", "-s",
-                    str(self.workdir / ("paced.lua" if rate else "post.lua")), url, "--",
-                    str(self.body_path)]
+            argv = [
+                self.wrk,
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(self.workdir / ("paced.lua" if rate else "post.lua")),
+                url,
+                "--",
+                str(self.body_path),
+            ]
             if rate:
                 argv.append(repr(rate / threads))
             tool = "wrk"
         else:
-            argv = python("-m", "bench.pyload", "--url", url, "--body", str(self.body_path),
-                          "--connections", str(connections), "--duration", str(duration))
+            argv = python(
+                "-m",
+                "bench.pyload",
+                "--url",
+                url,
+                "--body",
+                str(self.body_path),
+                "--connections",
+                str(connections),
+                "--duration",
+                str(duration),
+            )
             if rate:
                 argv += ["--rate", repr(rate)]
             tool = self.name
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=python_env())
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=python_env()
+        )
         return Load(tool, proc)
 
-    def run(self, url: str, connections: int, duration: float,
-            rate: float | None = None) -> LoadResult:
+    def run(
+        self, url: str, connections: int, duration: float, rate: float | None = None
+    ) -> LoadResult:
         return self.start(url, connections, duration, rate).wait(timeout=duration + 60)
 
 
-def run_count(url: str, body_path: Path, count: int, concurrency: int,
-              timeout: float) -> LoadResult:
+def run_count(
+    url: str, body_path: Path, count: int, concurrency: int, timeout: float
+) -> LoadResult:
     """Exactly ``count`` POSTs with plain aiohttp: the client ceiling the drain is held to."""
-    argv = python("-m", "bench.pyload", "--url", url, "--body", str(body_path),
-                  "--connections", str(concurrency), "--count", str(count),
-                  "--client", "aiohttp")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=python_env())
+    argv = python(
+        "-m",
+        "bench.pyload",
+        "--url",
+        url,
+        "--body",
+        str(body_path),
+        "--connections",
+        str(concurrency),
+        "--count",
+        str(count),
+        "--client",
+        "aiohttp",
+    )
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=python_env()
+    )
     return Load("python-aiohttp", proc).wait(timeout)

@@ -42,15 +42,22 @@ def python_env() -> dict[str, str]:
 class Server:
     """One started child process, listening on ``port`` of 127.0.0.1."""
 
-    def __init__(self, name: str, argv: Sequence[str], port: int, logdir: Path,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], port: int, logdir: Path, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.port = port
         self.log_path = logdir / f"{name}-{port}.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=cwd or REPO,
-                                     env=python_env(), start_new_session=True)
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd or REPO,
+            env=python_env(),
+            start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:
@@ -67,8 +74,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited with status {self.proc.returncode}:\n"
-                                 f"{self.log_tail()}")
+                raise BenchError(
+                    f"{self.name} exited with status {self.proc.returncode}:\n{self.log_tail()}"
+                )
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             try:
                 conn.request("GET", path)
@@ -80,8 +88,9 @@ class Server:
                 conn.close()
             time.sleep(0.05)
         self.stop()
-        raise BenchError(f"{self.name} not ready on port {self.port} after {timeout:.0f}s:\n"
-                         f"{self.log_tail()}")
+        raise BenchError(
+            f"{self.name} not ready on port {self.port} after {timeout:.0f}s:\n{self.log_tail()}"
+        )
 
     def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL to its own process group after ``grace`` seconds."""
@@ -135,8 +144,7 @@ def _children_proc(pid: int) -> list[int]:
     out: list[int] = []
     try:
         tasks = Path(f"/proc/{pid}/task").iterdir()
-        kids = [int(c) for t in tasks
-                for c in (t / "children").read_text().split()]
+        kids = [int(c) for t in tasks for c in (t / "children").read_text().split()]
     except (OSError, ValueError):
         return out
     for kid in kids:

@@ -57,8 +57,9 @@ async def _timed(post: Post, tally: Tally) -> None:
         tally.errors += 1
 
 
-async def drive(post: Post, connections: int, duration: float | None, rate: float | None,
-                count: int | None) -> tuple[Tally, float]:
+async def drive(
+    post: Post, connections: int, duration: float | None, rate: float | None, count: int | None
+) -> tuple[Tally, float]:
     tally = Tally()
     started = time.perf_counter()
     deadline = started + duration if duration else float("inf")
@@ -97,8 +98,15 @@ async def drive(post: Post, connections: int, duration: float | None, rate: floa
     return tally, time.perf_counter() - started
 
 
-async def run(url: str, body: bytes, connections: int, duration: float | None,
-              rate: float | None, count: int | None, prefer: str) -> dict[str, Any]:
+async def run(
+    url: str,
+    body: bytes,
+    connections: int,
+    duration: float | None,
+    rate: float | None,
+    count: int | None,
+    prefer: str,
+) -> dict[str, Any]:
     name = client_name(prefer)
     headers = {"Content-Type": "application/json"}
     if name == "aiohttp":
@@ -116,8 +124,7 @@ async def run(url: str, body: bytes, connections: int, duration: float | None,
     else:
         import httpx
 
-        limits = httpx.Limits(max_connections=connections,
-                              max_keepalive_connections=connections)
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         async with httpx.AsyncClient(limits=limits, headers=headers, timeout=30) as client:
 
             async def post_httpx() -> int:
@@ -129,9 +136,15 @@ async def run(url: str, body: bytes, connections: int, duration: float | None,
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else 0.0
 
-    return {"tool": f"python-{name}", "requests": tally.ok + tally.errors, "ok": tally.ok,
-            "errors": tally.errors, "duration_s": elapsed, "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99)}
+    return {
+        "tool": f"python-{name}",
+        "requests": tally.ok + tally.errors,
+        "ok": tally.ok,
+        "errors": tally.errors,
+        "duration_s": elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.duration is None and args.count is None:
         p.error("give --duration or --count")
-    coro = run(args.url, Path(args.body).read_bytes(), args.connections, args.duration,
-               args.rate, args.count, args.client)
+    coro = run(
+        args.url,
+        Path(args.body).read_bytes(),
+        args.connections,
+        args.duration,
+        args.rate,
+        args.count,
+        args.client,
+    )
     try:
         import uvloop
     except ImportError:

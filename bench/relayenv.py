@@ -23,26 +23,37 @@ def body_bytes() -> bytes:
     """The example Pushwoosh body, compact (what Pushwoosh sends: one JSON object)."""
     import msgspec
 
-    return msgspec.json.encode(msgspec.json.decode((REPO / "examples/email-sent.json")
-                                                   .read_bytes()))
+    return msgspec.json.encode(
+        msgspec.json.decode((REPO / "examples/email-sent.json").read_bytes())
+    )
 
 
-def write_config(path: Path, *, db: Path, sink_port: int, concurrency: int,
-                 throttled: bool) -> Path:
+def write_config(
+    path: Path, *, db: Path, sink_port: int, concurrency: int, throttled: bool
+) -> Path:
     """Every event goes to one http destination, the sink.
 
     ``throttled`` caps forwarding at 1/s: deliveries are still written with every event,
     but (almost) none are sent, which isolates the receiver. ``parked`` is a disabled
     destination that only the scale step fills, so its deliveries stay pending.
     """
-    sink: dict[str, Any] = {"type": "http", "url": f"http://127.0.0.1:{sink_port}/hook",
-                            "concurrency": concurrency, "timeout": "10s"}
+    sink: dict[str, Any] = {
+        "type": "http",
+        "url": f"http://127.0.0.1:{sink_port}/hook",
+        "concurrency": concurrency,
+        "timeout": "10s",
+    }
     if throttled:
         sink["rate_limit"] = "1/s"
     doc = {
-        "server": {"host": "127.0.0.1", "port": 8080, "path": PATH, "token": "",
-                   "dedupe_window": "0s",  # one body posted again and again: no dedupe
-                   "shutdown_grace": "1s"},
+        "server": {
+            "host": "127.0.0.1",
+            "port": 8080,
+            "path": PATH,
+            "token": "",
+            "dedupe_window": "0s",  # one body posted again and again: no dedupe
+            "shutdown_grace": "1s",
+        },
         "queue": {"url": f"sqlite:///{db.resolve()}"},
         # warning: measure the relay, not the volume of one log line per event and delivery
         "logging": {"level": "warning", "format": "json"},
@@ -66,15 +77,26 @@ def serve_argv(config: Path, port: int, workers: int = 1) -> list[str]:
 @functools.cache
 def workers_flag() -> bool:
     """Whether this relay has `relay serve --workers N`."""
-    out = subprocess.run(python("-m", "relay", "serve", "--help"), capture_output=True,
-                         text=True, env=python_env(), cwd=REPO, timeout=60)
+    out = subprocess.run(
+        python("-m", "relay", "serve", "--help"),
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        cwd=REPO,
+        timeout=60,
+    )
     return "--workers" in out.stdout
 
 
 def check_config(config: Path) -> str:
-    out = subprocess.run(python("-m", "relay", "check", "--config", str(config)),
-                         capture_output=True, text=True, env=python_env(), cwd=REPO,
-                         timeout=60)
+    out = subprocess.run(
+        python("-m", "relay", "check", "--config", str(config)),
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        cwd=REPO,
+        timeout=60,
+    )
     if out.returncode != 0:
         from .procs import BenchError
 
@@ -100,10 +122,16 @@ async def _prefill(db: Path, destination: str, count: int, body: bytes, batch: i
     try:
         now = time.time()
         for start in range(0, count, batch):
-            events = [NewEvent(id=new_id(), body=body,
-                               deliveries=(NewDelivery(id=new_id(), destination=destination,
-                                                       route="bench-prefill"),))
-                      for _ in range(min(batch, count - start))]
+            events = [
+                NewEvent(
+                    id=new_id(),
+                    body=body,
+                    deliveries=(
+                        NewDelivery(id=new_id(), destination=destination, route="bench-prefill"),
+                    ),
+                )
+                for _ in range(min(batch, count - start))
+            ]
             await queue.enqueue(events, 0.0, now)
     finally:
         await queue.close()
@@ -128,7 +156,9 @@ def delivery_states(db: Path) -> dict[str, int]:
 
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return {state: n for state, n in
-                conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state")}
+        return {
+            state: n
+            for state, n in conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
+        }
     finally:
         conn.close()

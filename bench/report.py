@@ -22,10 +22,10 @@ class Row:
     metric: str
     relay: float | str | None
     ceiling: float | str | None = None
-    ratio: float | None = None           # relay / ceiling, shown as % or as a factor
+    ratio: float | None = None  # relay / ceiling, shown as % or as a factor
     target: str = ""
     result: str = INFO
-    ratio_style: str = "%"               # "%" or "x"
+    ratio_style: str = "%"  # "%" or "x"
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -41,6 +41,8 @@ def _num(v: float | str | None) -> str:
         return "-"
     if isinstance(v, str):
         return v
+    if isinstance(v, int):
+        return f"{v:,}"
     if abs(v) >= 100:
         return f"{v:,.0f}"
     if abs(v) >= 10:
@@ -56,8 +58,18 @@ def _ratio(row: Row) -> str:
 
 def table(rows: list[Row]) -> str:
     head = ["step", "metric", "relay", "ceiling", "ratio", "target", "result"]
-    body = [[r.step, r.metric, _num(r.relay), _num(r.ceiling), _ratio(r), r.target or "-",
-             r.result or "-"] for r in rows]
+    body = [
+        [
+            r.step,
+            r.metric,
+            _num(r.relay),
+            _num(r.ceiling),
+            _ratio(r),
+            r.target or "-",
+            r.result or "-",
+        ]
+        for r in rows
+    ]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
 
     def line(cells: list[str]) -> str:
@@ -80,11 +92,21 @@ def machine() -> dict[str, Any]:
         pass
     commit = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
-    return {"cpus": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0],
-            "platform": platform.platform(), "commit": commit,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -20,8 +20,7 @@ from typing import Any
 
 import httptools
 
-_OK = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-       b"content-length: 2\r\n\r\n{}")
+_OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
 
 class Counter:
@@ -55,8 +54,10 @@ class SinkProtocol(asyncio.Protocol):
         assert self.transport is not None
         if url.startswith(b"/_count"):
             body = json.dumps({"count": self.counter.count}).encode()
-            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                                 b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
         elif url.startswith(b"/_reset"):
             self.counter.count = 0
             self.transport.write(_OK)
@@ -70,8 +71,9 @@ class SinkProtocol(asyncio.Protocol):
 async def serve(host: str, port: int) -> None:
     counter = Counter()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SinkProtocol(counter), host, port, backlog=2048,
-                                      reuse_address=True)
+    server = await loop.create_server(
+        lambda: SinkProtocol(counter), host, port, backlog=2048, reuse_address=True
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

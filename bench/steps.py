@@ -1,4 +1,4 @@
-"""The five steps. Each takes the shared :class:`Bench` and returns table rows plus raw data."""
+"""The steps. Each takes the shared :class:`Bench` and returns table rows plus raw data."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .context import Bench, Ingest, relay_key
+from .digest import digest
 from .loadgen import run_count
 from .relayenv import PARKED_DEST, SINK_DEST, delivery_states, prefill, remove_db, workers_flag
 from .report import NA, Row, judge
+from .scaleout import scaleout
 
 StepResult = tuple[list[Row], dict[str, Any]]
 
@@ -39,20 +41,51 @@ def ingest(b: Bench) -> StepResult:
     c = b.s.connections
     r_fwd, r_rx = _ratio(fwd.rps, bare.rps), _ratio(rx.rps, bare.rps)
     rows = [
-        Row("ingest", f"req/s, {c} conns (relay: forwarding on)", fwd.rps, bare.rps, r_fwd,
-            ">= 60 %", judge((r_fwd or 0) >= INGEST_MIN_RATIO),
-            note=_errors_note(("relay", fwd), ("bare", bare))),
+        Row(
+            "ingest",
+            f"req/s, {c} conns (relay: forwarding on)",
+            fwd.rps,
+            bare.rps,
+            r_fwd,
+            ">= 60 %",
+            judge((r_fwd or 0) >= INGEST_MIN_RATIO),
+            note=_errors_note(("relay", fwd), ("bare", bare)),
+        ),
         Row("ingest", "p50 ms (forwarding on)", fwd.p50_ms, bare.p50_ms),
-        Row("ingest", "p99 ms (forwarding on)", fwd.p99_ms, bare.p99_ms, None, "<= 30 ms",
-            judge(fwd.p99_ms <= INGEST_MAX_P99_MS)),
-        Row("ingest", "req/s, receiver only (forwarding 1/s)", rx.rps, bare.rps, r_rx,
-            ">= 60 %", judge((r_rx or 0) >= INGEST_MIN_RATIO),
-            note=_errors_note(("relay, receiver only", rx))),
-        Row("ingest", "p99 ms, receiver only", rx.p99_ms, bare.p99_ms, None, "<= 30 ms",
-            judge(rx.p99_ms <= INGEST_MAX_P99_MS)),
+        Row(
+            "ingest",
+            "p99 ms (forwarding on)",
+            fwd.p99_ms,
+            bare.p99_ms,
+            None,
+            "<= 30 ms",
+            judge(fwd.p99_ms <= INGEST_MAX_P99_MS),
+        ),
+        Row(
+            "ingest",
+            "req/s, receiver only (forwarding 1/s)",
+            rx.rps,
+            bare.rps,
+            r_rx,
+            ">= 60 %",
+            judge((r_rx or 0) >= INGEST_MIN_RATIO),
+            note=_errors_note(("relay, receiver only", rx)),
+        ),
+        Row(
+            "ingest",
+            "p99 ms, receiver only",
+            rx.p99_ms,
+            bare.p99_ms,
+            None,
+            "<= 30 ms",
+            judge(rx.p99_ms <= INGEST_MAX_P99_MS),
+        ),
     ]
-    return rows, {"bare": bare.as_dict(), "relay_forwarding": fwd.as_dict(),
-                  "relay_receiver_only": rx.as_dict()}
+    return rows, {
+        "bare": bare.as_dict(),
+        "relay_forwarding": fwd.as_dict(),
+        "relay_receiver_only": rx.as_dict(),
+    }
 
 
 # -- drain --------------------------------------------------------------------------------
@@ -83,16 +116,27 @@ def _drain_once(b: Bench, n: int) -> dict[str, Any]:
         remove_db(db)
     if first is None or now <= first[0]:
         return {"rate": 0.0, "delivered": count, "complete": False, "states": states}
-    return {"rate": (count - first[1]) / (now - first[0]), "delivered": count,
-            "complete": count >= n, "seconds": round(now - first[0], 2), "states": states,
-            "rss_peak_mb": round(rss_peak, 1), "prefill_s": round(fill_s, 2)}
+    return {
+        "rate": (count - first[1]) / (now - first[0]),
+        "delivered": count,
+        "complete": count >= n,
+        "seconds": round(now - first[0], 2),
+        "states": states,
+        "rss_peak_mb": round(rss_peak, 1),
+        "prefill_s": round(fill_s, 2),
+    }
 
 
 def _ceiling_once(b: Bench, n: int) -> dict[str, Any]:
     sink_port, sink = b.sink()
     sink.reset()
-    result = run_count(f"http://127.0.0.1:{sink_port}/hook", b.body_path, n, b.s.concurrency,
-                       timeout=max(120.0, n / 50))
+    result = run_count(
+        f"http://127.0.0.1:{sink_port}/hook",
+        b.body_path,
+        n,
+        b.s.concurrency,
+        timeout=max(120.0, n / 50),
+    )
     return {**result.as_dict(), "sink_count": sink.count()}
 
 
@@ -101,8 +145,9 @@ def drain(b: Bench) -> StepResult:
 
     n, rounds = b.s.backlog, b.s.drain_rounds
     sink_port, _ = b.sink()
-    sink_alone = b.memo("sink-alone", lambda: b.load.run(
-        f"http://127.0.0.1:{sink_port}/hook", 64, b.s.duration))
+    sink_alone = b.memo(
+        "sink-alone", lambda: b.load.run(f"http://127.0.0.1:{sink_port}/hook", 64, b.s.duration)
+    )
     relay_runs = [_drain_once(b, n) for _ in range(rounds)]
     relay_rate = statistics.median(r["rate"] for r in relay_runs)
     notes = []
@@ -124,13 +169,24 @@ def drain(b: Bench) -> StepResult:
         ceiling = statistics.median(r["rps"] for r in ceiling_runs)
     ratio = _ratio(relay_rate, ceiling) if ceiling else None
     rows = [
-        Row("drain", f"deliveries/s, {n:,} backlog → sink", relay_rate, ceiling, ratio,
-            ">= 50 %", judge((ratio or 0) >= DRAIN_MIN_RATIO) if ceiling else NA,
-            note="; ".join(notes)),
+        Row(
+            "drain",
+            f"deliveries/s, {n:,} backlog → sink",
+            relay_rate,
+            ceiling,
+            ratio,
+            ">= 50 %",
+            judge((ratio or 0) >= DRAIN_MIN_RATIO) if ceiling else NA,
+            note="; ".join(notes),
+        ),
         Row("drain", f"sink alone, req/s ({b.load.name}, 64 conns)", sink_alone.rps),
     ]
-    return rows, {"backlog": n, "relay": relay_runs, "aiohttp_ceiling": ceiling_runs,
-                  "sink_alone": sink_alone.as_dict()}
+    return rows, {
+        "backlog": n,
+        "relay": relay_runs,
+        "aiohttp_ceiling": ceiling_runs,
+        "sink_alone": sink_alone.as_dict(),
+    }
 
 
 # -- end to end ---------------------------------------------------------------------------
@@ -153,12 +209,23 @@ def _e2e_probe(b: Bench, rate: float) -> dict[str, Any]:
     second_half = (delivered - mid[1]) / (t_end - mid[0]) if t_end > mid[0] else 0.0
     # The second-half check needs a probe long enough for its halves to mean something.
     steady = second_half >= 0.95 * achieved or b.s.duration < 4
-    flat = (result.errors == 0 and achieved >= 0.95 * rate and steady
-            and backlog <= max(2.0 * rate, b.s.concurrency * 2))
-    return {"rate": round(rate), "achieved": round(achieved, 1), "accepted": accepted,
-            "delivered": delivered, "backlog_end": backlog,
-            "delivered_per_s_second_half": round(second_half, 1), "errors": result.errors,
-            "p99_ms": round(result.p99_ms, 2), "flat": flat}
+    flat = (
+        result.errors == 0
+        and achieved >= 0.95 * rate
+        and steady
+        and backlog <= max(2.0 * rate, b.s.concurrency * 2)
+    )
+    return {
+        "rate": round(rate),
+        "achieved": round(achieved, 1),
+        "accepted": accepted,
+        "delivered": delivered,
+        "backlog_end": backlog,
+        "delivered_per_s_second_half": round(second_half, 1),
+        "errors": result.errors,
+        "p99_ms": round(result.p99_ms, 2),
+        "flat": flat,
+    }
 
 
 def e2e(b: Bench) -> StepResult:
@@ -173,8 +240,10 @@ def e2e(b: Bench) -> StepResult:
         b.say(f"end to end: posting {rate:,.0f} events/s for {b.s.duration:g}s")
         p = _e2e_probe(b, rate)
         probes.append(p)
-        b.say(f"  -> {'flat' if p['flat'] else 'growing'}: accepted {p['achieved']:,.0f}/s, "
-              f"backlog at end {p['backlog_end']:,}")
+        b.say(
+            f"  -> {'flat' if p['flat'] else 'growing'}: accepted {p['achieved']:,.0f}/s, "
+            f"backlog at end {p['backlog_end']:,}"
+        )
         if p["flat"]:
             lo = rate
         else:
@@ -187,10 +256,24 @@ def e2e(b: Bench) -> StepResult:
     tried = ", ".join(f"{p['rate']} {'flat' if p['flat'] else 'grew'}" for p in probes)
     note = f"highest probed rate whose backlog stayed flat; probes (events/s): {tried}"
     ratio = _ratio(best, bare.rps)
-    rows = [Row("end to end", "sustained events/s, backlog flat", best if probes else None,
-                bare.rps, ratio, ">= 33 %", judge((ratio or 0) >= E2E_MIN_RATIO), note=note)]
-    return rows, {"bare_rps": round(bare.rps, 1), "target_rate": round(target), "probes": probes,
-                  "sustained": best}
+    rows = [
+        Row(
+            "end to end",
+            "sustained events/s, backlog flat",
+            best if probes else None,
+            bare.rps,
+            ratio,
+            ">= 33 %",
+            judge((ratio or 0) >= E2E_MIN_RATIO),
+            note=note,
+        )
+    ]
+    return rows, {
+        "bare_rps": round(bare.rps, 1),
+        "target_rate": round(target),
+        "probes": probes,
+        "sustained": best,
+    }
 
 
 # -- scale --------------------------------------------------------------------------------
@@ -212,34 +295,74 @@ def scale(b: Bench) -> StepResult:
     ratio = _ratio(full.rps, empty.rps)
     rss = full.rss_mb or 0.0
     rows = [
-        Row("scale", f"ingest req/s, {n:,} pending (vs empty)", full.rps, empty.rps, ratio,
-            ">= 90 %", judge((ratio or 0) >= SCALE_MIN_RATIO),
-            note=_errors_note(("relay", full))),
+        Row(
+            "scale",
+            f"ingest req/s, {n:,} pending (vs empty)",
+            full.rps,
+            empty.rps,
+            ratio,
+            ">= 90 %",
+            judge((ratio or 0) >= SCALE_MIN_RATIO),
+            note=_errors_note(("relay", full)),
+        ),
         Row("scale", f"p99 ms, {n:,} pending (vs empty)", full.p99_ms, empty.p99_ms),
-        Row("scale", f"RSS MiB, {n:,} pending (vs empty)", rss, empty.rss_mb, None,
-            "< 250 MB", judge(rss < SCALE_MAX_RSS_MB)),
+        Row(
+            "scale",
+            f"RSS MiB, {n:,} pending (vs empty)",
+            rss,
+            empty.rss_mb,
+            None,
+            "< 250 MB",
+            judge(rss < SCALE_MAX_RSS_MB),
+        ),
     ]
-    return rows, {"pending": n, "prefill_s": round(fill_s, 1), "empty": empty.as_dict(),
-                  "full": full.as_dict()}
+    return rows, {
+        "pending": n,
+        "prefill_s": round(fill_s, 1),
+        "empty": empty.as_dict(),
+        "full": full.as_dict(),
+    }
 
 
 # -- processes ----------------------------------------------------------------------------
 def processes(b: Bench) -> StepResult:
     bare1, bare2 = b.ingest_bare(1), b.ingest_bare(2)
-    bare_row = Row("processes", "bare Litestar req/s, 2 processes (vs 1)", bare2.rps, bare1.rps,
-                   _ratio(bare2.rps, bare1.rps), ratio_style="x",
-                   note="the machine's own scaling with the load generator on the same cores")
+    bare_row = Row(
+        "processes",
+        "bare Litestar req/s, 2 processes (vs 1)",
+        bare2.rps,
+        bare1.rps,
+        _ratio(bare2.rps, bare1.rps),
+        ratio_style="x",
+        note="the machine's own scaling with the load generator on the same cores",
+    )
     raw: dict[str, Any] = {"bare_1": bare1.as_dict(), "bare_2": bare2.as_dict()}
     if not workers_flag():
-        return [Row("processes", "relay req/s, 2 processes (vs 1)", "not available",
-                    result=NA, target=">= 1.6x",
-                    note="`relay serve --workers N` does not exist yet"), bare_row], raw
+        return [
+            Row(
+                "processes",
+                "relay req/s, 2 processes (vs 1)",
+                "not available",
+                result=NA,
+                target=">= 1.6x",
+                note="`relay serve --workers N` does not exist yet",
+            ),
+            bare_row,
+        ], raw
     one, two = b.ingest_relay(workers=1), b.ingest_relay(workers=2)
     ratio = _ratio(two.rps, one.rps)
     rows = [
-        Row("processes", "relay req/s, 2 processes (vs 1)", two.rps, one.rps, ratio, ">= 1.6x",
-            judge((ratio or 0) >= PROCESSES_MIN_RATIO), ratio_style="x",
-            note=_errors_note(("relay, 2 processes", two))),
+        Row(
+            "processes",
+            "relay req/s, 2 processes (vs 1)",
+            two.rps,
+            one.rps,
+            ratio,
+            ">= 1.6x",
+            judge((ratio or 0) >= PROCESSES_MIN_RATIO),
+            ratio_style="x",
+            note=_errors_note(("relay, 2 processes", two)),
+        ),
         Row("processes", "relay p99 ms, 2 processes (vs 1)", two.p99_ms, one.p99_ms),
         Row("processes", "relay RSS MiB, 2 processes (vs 1)", two.rss_mb, one.rss_mb),
         bare_row,
@@ -249,4 +372,13 @@ def processes(b: Bench) -> StepResult:
 
 
 STEPS: dict[str, Callable[[Bench], StepResult]] = {
-    "ingest": ingest, "drain": drain, "e2e": e2e, "scale": scale, "processes": processes}
+    "ingest": ingest,
+    "drain": drain,
+    "e2e": e2e,
+    "scale": scale,
+    "processes": processes,
+    "scaleout": scaleout,
+    "digest": digest,
+}
+#: Steps a --quick run skips unless --only names them (each takes ~15 s or more).
+NOT_QUICK = ("scaleout", "digest")
