@@ -23,6 +23,7 @@ import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -274,6 +275,21 @@ SQL_PRUNE_FINGERPRINTS = """
         SELECT digest FROM relay_fingerprints WHERE created_at < %s LIMIT %s)"""
 
 
+#: Transactions committing enqueued events at once, per instance, and requests per one.
+COMMITTERS = 3
+MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """An enqueue call waiting for the next group commit."""
+
+    events: Sequence[NewEvent]
+    window: float
+    now: float
+    fut: asyncio.Future[list[Accepted]]
+
+
 class PostgresQueue(Queue):
     """The shared backend: any number of instances on one database (or schema)."""
 
@@ -285,6 +301,10 @@ class PostgresQueue(Queue):
         self._schema_version = 0
         self._pool: AsyncConnectionPool | None = None
         self._listener: asyncio.Task[None] | None = None
+        # Group commit: enqueue calls waiting for the next transaction, and how many
+        # transactions are committing now (several, so one slow fsync does not stall all).
+        self._waiting: list[_Waiting] = []
+        self._committers: set[asyncio.Task[None]] = set()
 
     @property
     def schema_version(self) -> int:
@@ -443,6 +463,42 @@ class PostgresQueue(Queue):
 
     # -- operations -------------------------------------------------------------------------
     async def enqueue(
+        self, events: Sequence[NewEvent], dedupe_window: float, now: float
+    ) -> list[Accepted]:
+        """Queue ``events`` with every other request waiting: one transaction for them all.
+
+        A commit costs a round trip and an fsync; concurrent requests share it, as
+        the SQLite writer does. All of a transaction's callers fail together (503).
+        """
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(events, dedupe_window, now, loop.create_future())
+        self._waiting.append(waiting)
+        if len(self._committers) < COMMITTERS:
+            task = loop.create_task(self._commit_waiting())
+            self._committers.add(task)
+            task.add_done_callback(self._committers.discard)
+        return await waiting.fut
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            events = [ev for w in batch for ev in w.events]
+            try:
+                accepted = await self._enqueue_now(
+                    events, max(w.window for w in batch), batch[0].now
+                )
+            except Exception as exc:
+                for w in batch:
+                    if not w.fut.done():
+                        w.fut.set_exception(exc)
+                continue
+            start = 0
+            for w in batch:
+                if not w.fut.done():
+                    w.fut.set_result(accepted[start : start + len(w.events)])
+                start += len(w.events)
+
+    async def _enqueue_now(
         self, events: Sequence[NewEvent], dedupe_window: float, now: float
     ) -> list[Accepted]:
         out: list[Accepted] = []
