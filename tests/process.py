@@ -16,6 +16,17 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait(cond: Any, timeout: float = 15.0) -> Any:
+    """Poll ``cond`` until it returns something truthy (for tests driving real processes)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

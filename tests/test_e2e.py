@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .helpers import rows
-from .process import ROOT, Server, relay
+from .process import ROOT, Server, relay, wait
 from .sink import Answer, Sink
 
 
@@ -33,16 +33,6 @@ routes:
   - {{name: all, to: [crm]}}
 """)
     return cfg
-
-
-def wait(cond: Any, timeout: float = 15.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_sigkill_with_deliveries_pending_loses_nothing(

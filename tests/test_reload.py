@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .process import Server, relay
+from .process import Server, relay, wait
 from .sink import Sink
 
 BASE = """
@@ -20,16 +20,6 @@ destinations:
 routes:
   - {{name: all, to: [log]}}
 """
-
-
-def wait(cond: Any, timeout: float = 10.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def events(server: Server, name: str) -> list[dict[str, Any]]:

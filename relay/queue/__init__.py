@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -38,6 +39,30 @@ class Depth:
     counts: dict[tuple[str, str], int]
     oldest_pending_age: dict[str, float]
     open_groups: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An attempt's result as the queue records it: the delivery's next state."""
+
+    delivery_id: str
+    state: str  # pending (retry at available_at) | succeeded | dead
+    available_at: float
+    error: str | None
+    status_code: int | None
+    now: float
+
+    def params(self, owner: str) -> dict[str, Any]:
+        """Named parameters of both backends' SQL_SETTLE."""
+        return {
+            "id": self.delivery_id,
+            "state": self.state,
+            "available_at": self.available_at,
+            "error": self.error,
+            "status": self.status_code,
+            "now": self.now,
+            "owner": owner,
+        }
 
 
 def owner_alive(owner: str) -> bool:
@@ -108,18 +133,22 @@ class Queue(abc.ABC):
         """Take up to ``limit`` due deliveries; they come back if not settled in time."""
 
     @abc.abstractmethod
+    async def settle(self, outcome: Outcome) -> None:
+        """Record an attempt's outcome, only if the delivery is still pending and ours."""
+
     async def succeed(self, delivery_id: str, status_code: int | None, now: float) -> None:
         """Mark a leased delivery done."""
+        await self.settle(Outcome(delivery_id, "succeeded", now, None, status_code, now))
 
-    @abc.abstractmethod
     async def retry(
         self, delivery_id: str, available_at: float, error: str, status_code: int | None, now: float
     ) -> None:
         """Put a leased delivery back, due at ``available_at``."""
+        await self.settle(Outcome(delivery_id, "pending", available_at, error, status_code, now))
 
-    @abc.abstractmethod
     async def bury(self, delivery_id: str, error: str, status_code: int | None, now: float) -> None:
         """Make a leased delivery a dead letter (kept, replayable)."""
+        await self.settle(Outcome(delivery_id, "dead", now, error, status_code, now))
 
     @abc.abstractmethod
     async def dead_letters(
@@ -209,4 +238,4 @@ def open_queue(url: str) -> Queue:
     )
 
 
-__all__ = ["Accepted", "Depth", "Queue", "instance_id", "open_queue"]
+__all__ = ["Accepted", "Depth", "Outcome", "Queue", "instance_id", "open_queue"]

@@ -38,6 +38,7 @@ from . import (
     DEFAULT_MAX_EVENTS,
     Accepted,
     Depth,
+    Outcome,
     Queue,
     event_name,
     instance_id,
@@ -636,38 +637,8 @@ class PostgresQueue(Queue):
             for did, event_id, dest, route, attempts, budget_start, body, group_key in rows
         ]
 
-    async def _settle(
-        self,
-        delivery_id: str,
-        state: str,
-        available_at: float,
-        error: str | None,
-        status: int | None,
-        now: float,
-    ) -> None:
-        await self._rows(
-            SQL_SETTLE,
-            {
-                "id": delivery_id,
-                "state": state,
-                "available_at": available_at,
-                "error": error,
-                "status": status,
-                "now": now,
-                "owner": self.owner,
-            },
-        )
-
-    async def succeed(self, delivery_id: str, status_code: int | None, now: float) -> None:
-        await self._settle(delivery_id, "succeeded", now, None, status_code, now)
-
-    async def retry(
-        self, delivery_id: str, available_at: float, error: str, status_code: int | None, now: float
-    ) -> None:
-        await self._settle(delivery_id, "pending", available_at, error, status_code, now)
-
-    async def bury(self, delivery_id: str, error: str, status_code: int | None, now: float) -> None:
-        await self._settle(delivery_id, "dead", now, error, status_code, now)
+    async def settle(self, outcome: Outcome) -> None:
+        await self._rows(SQL_SETTLE, outcome.params(self.owner))
 
     async def dead_letters(
         self, destination: str | None = None, limit: int = 1000

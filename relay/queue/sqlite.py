@@ -26,7 +26,16 @@ from typing import Any, TypeVar
 
 from ..errors import QueueUnavailable
 from ..model import DeadLetter, Leased, NewEvent, new_id
-from . import DEFAULT_MAX_EVENTS, Accepted, Depth, Queue, event_name, instance_id, owner_alive
+from . import (
+    DEFAULT_MAX_EVENTS,
+    Accepted,
+    Depth,
+    Outcome,
+    Queue,
+    event_name,
+    instance_id,
+    owner_alive,
+)
 
 T = TypeVar("T")
 MAX_BATCH = 1024
@@ -435,36 +444,8 @@ class SqliteQueue(Queue):
 
         return await self._call(job)
 
-    def _settle(
-        self,
-        delivery_id: str,
-        state: str,
-        available_at: float,
-        error: str | None,
-        status: int | None,
-        now: float,
-    ) -> asyncio.Future[None]:
-        params = {
-            "id": delivery_id,
-            "state": state,
-            "available_at": available_at,
-            "error": error,
-            "status": status,
-            "now": now,
-            "owner": self.owner,
-        }
-        return self._merged("settle", params)
-
-    async def succeed(self, delivery_id: str, status_code: int | None, now: float) -> None:
-        await self._settle(delivery_id, "succeeded", now, None, status_code, now)
-
-    async def retry(
-        self, delivery_id: str, available_at: float, error: str, status_code: int | None, now: float
-    ) -> None:
-        await self._settle(delivery_id, "pending", available_at, error, status_code, now)
-
-    async def bury(self, delivery_id: str, error: str, status_code: int | None, now: float) -> None:
-        await self._settle(delivery_id, "dead", now, error, status_code, now)
+    async def settle(self, outcome: Outcome) -> None:
+        await self._merged("settle", outcome.params(self.owner))
 
     async def dead_letters(
         self, destination: str | None = None, limit: int = 1000
