@@ -118,15 +118,22 @@ def _supervise(workers: int, child: Callable[[], int]) -> int:
     child is a whole relay (receiver + delivery workers) on the shared queue.
     """
     log = get_logger("relay")
-    children: dict[int, int] = {}
+    children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
     stopping = False
+    quick_deaths = 0
 
     def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
-            os._exit(child())
-        children[pid] = slot
+            # The parent's handlers would forward signals to the siblings from here.
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = child()
+            finally:
+                os._exit(code)
+        children[pid] = (slot, time.monotonic())
 
     def forward(sig: int, _: object) -> None:
         nonlocal stopping
@@ -148,16 +155,23 @@ def _supervise(workers: int, child: Callable[[], int]) -> int:
             break
         except InterruptedError:
             continue
-        slot = children.pop(pid, None)
-        if slot is None:
+        entry = children.pop(pid, None)
+        if entry is None:
             continue
+        slot, started = entry
         exit_code = os.waitstatus_to_exitcode(code)
         if stopping:
             status = status or (exit_code if exit_code > 0 else 0)
-        else:
-            log.error("relay.worker_died", pid=pid, exit_code=exit_code)
-            time.sleep(1)
-            spawn(slot)
+            continue
+        log.error("relay.worker_died", pid=pid, exit_code=exit_code)
+        quick_deaths = quick_deaths + 1 if time.monotonic() - started < 10 else 0
+        if quick_deaths >= 5:  # it cannot start: stop instead of restarting forever
+            log.error("relay.giving_up", reason="server processes keep dying at start")
+            forward(signal.SIGTERM, None)
+            status = 1
+            continue
+        time.sleep(1)
+        spawn(slot)
     return status
 
 

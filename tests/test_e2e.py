@@ -167,3 +167,26 @@ def test_two_worker_processes_share_port_and_queue(tmp_path: Path, bounced: dict
     started = [x for x in server.lines() if x["event"] == "relay.started"]
     assert len(started) == 2
     assert "Traceback" not in server.output()
+
+
+def test_a_killed_worker_process_is_replaced(tmp_path: Path, bounced: dict[str, Any]) -> None:
+    import os
+    import subprocess
+
+    with Sink() as sink:
+        cfg = write(tmp_path, sink.url)
+        server = Server(tmp_path, cfg, extra=("--workers", "2"))
+        try:
+            wait(lambda: len([x for x in server.lines() if x["event"] == "relay.started"]) == 2)
+            children = subprocess.run(
+                ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+            assert len(children) == 2
+            os.kill(int(children[0]), signal.SIGKILL)
+            wait(lambda: any(x["event"] == "relay.worker_died" for x in server.lines()))
+            wait(lambda: len([x for x in server.lines() if x["event"] == "relay.started"]) == 3)
+            for i in range(10):
+                assert server.post(dict(bounced, user_id=str(i))).status_code == 200
+            sink.wait_for(10)
+        finally:
+            assert server.stop() == 0
