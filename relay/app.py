@@ -43,6 +43,7 @@ class Runtime:
         self.metrics = Metrics()
         self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None
+        self._checks: asyncio.Task[None] | None = None
 
     def current(self) -> RelayConfig:
         return self.config
@@ -53,6 +54,23 @@ class Runtime:
         if self.dispatcher is not None:
             self.dispatcher.sync()
             self.dispatcher.wake()
+        self._checks = asyncio.get_running_loop().create_task(self.warn_stranded())
+
+    async def warn_stranded(self) -> None:
+        """Queued deliveries keep their destination name; say so when the config lost it."""
+        try:
+            depth = await self.queue.depth(time.time())
+        except Exception:
+            return
+        for (dest, state), n in sorted(depth.counts.items()):
+            if dest not in self.config.destinations and n:
+                log.warning(
+                    "queue.unknown_destination",
+                    destination=dest,
+                    state=state,
+                    deliveries=n,
+                    hint="add the destination back to deliver them",
+                )
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response[bytes]:
@@ -187,6 +205,7 @@ def create_app(
             )
             reloader.install_sighup()
             background.append(asyncio.create_task(reloader.watch()))
+        await rt.warn_stranded()
         log.info(
             "relay.started",
             version=__version__,

@@ -303,3 +303,27 @@ async def test_slow_destination_does_not_delay_another(
             fast.wait_for(5, timeout=2)
             assert time.time() - start < 2
             assert len(slow.received) == 1
+
+
+async def test_deliveries_of_a_removed_destination_are_kept_and_reported(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
+    db = tmp_path / "q.db"
+    text = http_config(db, "http://127.0.0.1:9/", extra="")
+    async with running_app(text.replace("routes:", "  logonly: {type: log}\nroutes:")) as client:
+        await client.post("/webhooks/pushwoosh", json=bounced)
+    without = config_text(
+        db,
+        """
+        destinations:
+          logonly: {type: log}
+        routes:
+          - {name: all, to: [logonly]}
+        """,
+    )
+    with capture_logs() as logs:
+        async with running_app(without):
+            pass
+    stranded = [e for e in logs if e["event"] == "queue.unknown_destination"]
+    assert stranded and stranded[0]["destination"] == "crm" and stranded[0]["deliveries"] == 1
+    assert states(db)[0][0] == "pending"  # kept, not dropped
