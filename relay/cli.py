@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run the receiver and delivery workers"))
     serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--port", type=_port, default=None)
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--id", nargs="+", dest="ids", metavar="ID")
     replay.add_argument("--destination", default=None)
     return p
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0-65535")
+    return value
 
 
 def _positive(text: str) -> int:

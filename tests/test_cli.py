@@ -409,3 +409,20 @@ def test_version(how: str) -> None:
         f"pushwoosh-relay {__version__}\n",
         "",
     )
+
+
+def test_serve_errors_are_one_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "relay.yaml", f"queue: {{url: 'sqlite:///{tmp_path}/q.db'}}\n")
+    bad_port = run("serve", "--config", str(cfg), "--port", "99999")
+    assert bad_port.returncode == 2 and "not in 0-65535" in bad_port.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run("serve", "--config", str(cfg), "--port", port)
+    assert busy.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in busy.stderr
+    unusable = write(tmp_path / "bad.yaml", "queue: {url: 'sqlite:////proc/no/q.db'}\n")
+    broken = run("serve", "--config", str(unusable))
+    assert broken.returncode == 1 and "cannot open SQLite queue" in broken.stderr
+    assert len(broken.stderr.strip().splitlines()) == 1
