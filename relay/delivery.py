@@ -65,6 +65,7 @@ class DestinationWorker:
         while not self.d.stopping:
             dest = self.destination()
             if dest is None or not dest.enabled:
+                self.wakeup.clear()
                 await self._sleep(self.d.poll_interval())
                 continue
             if dest is not self._limiter_for:
@@ -74,6 +75,8 @@ class DestinationWorker:
             if free <= 0 or (self.inflight and free < max(1, dest.spec.concurrency // 4)):
                 await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
                 continue
+            # Cleared before looking, so a wake-up that lands while we look is not lost.
+            self.wakeup.clear()
             await self._flush_groups()
             now = time.time()
             lease_s = self.d.lease_seconds(dest)
@@ -81,6 +84,7 @@ class DestinationWorker:
                 batch = await self.d.queue.lease(self.name, free, lease_s, now)
             except Exception as exc:
                 log.warning("queue.lease_failed", destination=self.name, error=str(exc))
+                self.wakeup.clear()
                 await self._sleep(self.d.poll_interval())
                 continue
             for item in batch:
@@ -118,8 +122,8 @@ class DestinationWorker:
         return max(0.0, min(poll, due - time.time()))
 
     async def _sleep(self, seconds: float) -> None:
+        """Until woken (new work, reload, stop) or ``seconds`` pass; then check groups."""
         self._next_flush_check = 0.0
-        self.wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
 
