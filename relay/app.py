@@ -138,7 +138,9 @@ def create_app(
                 else f"{type(exc).__name__}: {exc}",
             )
             return _json(503, {"error": "queue unavailable; the event was not accepted"})
-        ids, duplicates, destinations = [], 0, set()
+        ids: list[str] = []
+        duplicates = 0
+        destinations: set[str] = set()
         for p, result in zip(prepared, accepted, strict=True):
             ids.append(result.event_id)
             if result.duplicate:

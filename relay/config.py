@@ -262,12 +262,12 @@ def json_schema() -> dict[str, Any]:
     # fails on our Duration/Rate defaults; lend it ours, which spells them as the config does.
     from msgspec import _json_schema
 
-    plain = _json_schema.to_builtins
-    _json_schema.to_builtins = functools.partial(plain, enc_hook=enc_hook)
+    plain = _json_schema.to_builtins  # type: ignore[attr-defined]
+    _json_schema.to_builtins = functools.partial(plain, enc_hook=enc_hook)  # type: ignore[attr-defined]
     try:
         schema: dict[str, Any] = msgspec.json.schema(Config, schema_hook=schema_hook)
     finally:
-        _json_schema.to_builtins = plain
+        _json_schema.to_builtins = plain  # type: ignore[attr-defined]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "pushwoosh-relay config"
     return schema

@@ -86,7 +86,7 @@ def _reject_duplicate_keys(body: bytes) -> None:
 
     msgspec silently keeps the last one; this second, stdlib pass only looks at keys.
     """
-    json.loads(body, object_pairs_hook=_no_duplicates)  # type: ignore[arg-type]
+    json.loads(body, object_pairs_hook=_no_duplicates)
 
 
 def prepare(body: bytes, table: RouteTable, dedupe: bool) -> list[Prepared]:

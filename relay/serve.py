@@ -87,7 +87,7 @@ def _run_server(config: RelayConfig, config_path: str, sock: socket.socket) -> i
     server = uvicorn.Server(uv)
     # We own the signals: uvicorn would re-raise SIGTERM after its graceful shutdown, making
     # the exit status "killed by SIGTERM" instead of the 0 the contract promises.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -181,4 +181,4 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop

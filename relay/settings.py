@@ -24,7 +24,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     """Every config object rejects keys it does not know: a typo must not pass silently."""
 
 
-class Server(_Strict, kw_only=True):
+class Server(_Strict, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = 8080
     path: Annotated[str, Meta(pattern=r"^/")] = "/webhooks/pushwoosh"
@@ -36,27 +36,27 @@ class Server(_Strict, kw_only=True):
     trusted_proxies: list[str] = []
 
 
-class Queue(_Strict, kw_only=True):
+class Queue(_Strict, frozen=True, kw_only=True):
     url: str = "sqlite:///data/relay.db"
     retention: Duration = Duration(7 * 86400.0)
     poll_interval: Duration = Duration(1.0)
     lease: Duration = Duration(60.0)
 
 
-class Logging(_Strict, kw_only=True):
+class Logging(_Strict, frozen=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
     mask_hwid: bool = True
 
 
-class Retry(_Strict, kw_only=True):
+class Retry(_Strict, frozen=True, kw_only=True):
     max_attempts: Annotated[int, Meta(ge=1)] = 12
     max_age: Duration = Duration(86400.0)
     initial_delay: Duration = Duration(1.0)
     max_delay: Duration = Duration(600.0)
 
 
-class _Destination(_Strict, tag_field="type", kw_only=True):
+class _Destination(_Strict, tag_field="type", frozen=True, kw_only=True):
     timeout: Duration = Duration(10.0)
     retry: Retry = Retry()
     rate_limit: Rate | None = None
@@ -64,7 +64,7 @@ class _Destination(_Strict, tag_field="type", kw_only=True):
     enabled: bool = True
 
 
-class SlackDestination(_Destination, tag="slack", kw_only=True):
+class SlackDestination(_Destination, tag="slack", frozen=True, kw_only=True):
     """A Slack incoming webhook; ``text`` and ``blocks`` are templates."""
 
     url: str
@@ -75,7 +75,7 @@ class SlackDestination(_Destination, tag="slack", kw_only=True):
     rate_limit: Rate | None = Rate(1.0)
 
 
-class HttpDestination(_Destination, tag="http", kw_only=True):
+class HttpDestination(_Destination, tag="http", frozen=True, kw_only=True):
     """Any HTTP endpoint; ``body`` is a structure template (default: the event as received)."""
 
     url: str
@@ -85,7 +85,7 @@ class HttpDestination(_Destination, tag="http", kw_only=True):
     signing_secret: str | None = None
 
 
-class LogDestination(_Destination, tag="log", kw_only=True):
+class LogDestination(_Destination, tag="log", frozen=True, kw_only=True):
     """Writes the would-be request into the structured log: a safe default target."""
 
     body: Any = msgspec.UNSET
@@ -94,14 +94,14 @@ class LogDestination(_Destination, tag="log", kw_only=True):
 Destination = SlackDestination | HttpDestination | LogDestination
 
 
-class Group(_Strict, kw_only=True):
+class Group(_Strict, frozen=True, kw_only=True):
     by: list[str] = []
     wait: Duration = Duration(30.0)
     interval: Duration = Duration(300.0)
     max_events: Annotated[int, Meta(ge=1, le=100_000)] = 500
 
 
-class Route(_Strict, kw_only=True):
+class Route(_Strict, frozen=True, kw_only=True):
     name: Name
     when: dict[str, Any] | None = None
     to: Annotated[list[Name], Meta(min_length=1)]
@@ -109,7 +109,7 @@ class Route(_Strict, kw_only=True):
     group: Group | None = None
 
 
-class Config(_Strict, kw_only=True):
+class Config(_Strict, frozen=True, kw_only=True):
     server: Server = Server()
     queue: Queue = Queue()
     logging: Logging = Logging()

@@ -225,7 +225,9 @@ def _expression_node(
 ) -> _Node:
     # What Environment.compile_expression builds, from the node we already parsed.
     body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
-    template = _compile(env, nodes.Template(body, lineno=1).set_environment(env), path, source)
+    tree = nodes.Template(body, lineno=1)
+    tree.set_environment(env)
+    template = _compile(env, tree, path, source)
     expression = TemplateExpression(template, False)  # False: an undefined result is an error
 
     def render(context: Mapping[str, Any]) -> Any:

@@ -161,7 +161,7 @@ def _walk(
                 )
             )
         if node.style is None and value:  # plain scalar: let YAML type the substituted text
-            node.tag = loader.resolve(yaml.ScalarNode, value, (True, False))
+            node.tag = loader.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
             if node.tag != "tag:yaml.org,2002:str":
                 doc.retyped.add(path)
         node.value = value

@@ -20,6 +20,7 @@ import msgspec
 from .. import __version__
 from ..errors import Permanent, Retryable, SpecError
 from ..settings import Destination as DestinationSpec
+from ..settings import HttpDestination, SlackDestination
 
 USER_AGENT = f"pushwoosh-relay/{__version__}"
 MASK = "***"
@@ -175,9 +176,11 @@ def compile_destination(name: str, spec: DestinationSpec, path: str) -> Destinat
     """Build the destination for a validated spec; template problems raise SpecError."""
     from . import http, log, slack
 
-    builders = {"slack": slack.compile, "http": http.compile, "log": log.compile}
-    kind = type(spec).__struct_config__.tag
-    return builders[str(kind)](name, spec, path)
+    if isinstance(spec, SlackDestination):
+        return slack.compile(name, spec, path)
+    if isinstance(spec, HttpDestination):
+        return http.compile(name, spec, path)
+    return log.compile(name, spec, path)
 
 
 __all__ = [

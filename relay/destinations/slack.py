@@ -48,12 +48,8 @@ class Slack(Destination):
     def build(self, context: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
         headers = base_headers(delivery_id)
         headers["Content-Type"] = "application/json"
-        return OutboundRequest(
-            "POST",
-            self.spec.url,
-            headers,  # type: ignore[attr-defined]
-            encode_json(self.payload(context)),
-        )
+        assert isinstance(self.spec, SlackDestination)
+        return OutboundRequest("POST", self.spec.url, headers, encode_json(self.payload(context)))
 
 
 def compile(name: str, spec: SlackDestination, path: str) -> Slack:
