@@ -96,7 +96,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,  # the redactor is updated in place on reload
     )
     # Libraries (uvicorn, asyncio) log through stdlib logging: same format, same redaction,
     # warnings and up only.
