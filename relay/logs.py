@@ -10,6 +10,7 @@ working.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -67,6 +68,43 @@ def mask_hwid(value: Any) -> Any:
 REDACTOR = Redactor()
 
 
+class LineLogger:
+    """Writes each line with one ``write(2)`` on the stream's file descriptor.
+
+    With ``--workers`` several processes share stdout; ``print`` writes a line and
+    its newline separately (or in buffer-sized pieces), so lines of two processes
+    could interleave. One write per line keeps every line whole.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        try:
+            self._fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # e.g. a StringIO in tests
+            self._fd = None
+
+    def msg(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8", "replace")
+        if self._fd is None:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+            return
+        self._stream.flush()  # anything printed before us goes first
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+class LineLoggerFactory:
+    def __init__(self, stream: TextIO) -> None:
+        self._logger = LineLogger(stream)
+
+    def __call__(self, *args: Any) -> LineLogger:
+        return self._logger
+
+
 def _serialize(event_dict: Any, **_: Any) -> str:
     return _ENCODER.encode(event_dict).decode()
 
@@ -95,7 +133,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=LineLoggerFactory(stream),
         cache_logger_on_first_use=True,  # the redactor is updated in place on reload
     )
     # Libraries (uvicorn, asyncio) log through stdlib logging: same format, same redaction,

@@ -164,7 +164,10 @@ def test_two_worker_processes_share_port_and_queue(tmp_path: Path, bounced: dict
             assert server.stop() == 0
     users = sorted(json.loads(r.body)["user_id"] for r in sink.received)
     assert users == sorted(str(i) for i in range(60))  # each delivered exactly once
-    started = [x for x in server.lines() if x["event"] == "relay.started"]
+    lines = server.lines()
+    # Two processes share stdout: every line must still be whole JSON.
+    assert [x for x in lines if x["event"] == "<not json>"] == []
+    started = [x for x in lines if x["event"] == "relay.started"]
     assert len(started) == 2
     assert "Traceback" not in server.output()
 
