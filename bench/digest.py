@@ -29,7 +29,7 @@ import yaml
 
 from .context import Bench
 from .procs import REPO, BenchError, free_port, python
-from .relayenv import PATH, remove_db, serve_argv
+from .relayenv import PATH, base_config, remove_db, serve_argv
 from .report import Row
 
 StepResult = tuple[list[Row], dict[str, Any]]
@@ -50,15 +50,7 @@ CAMPAIGN_IN_TEXT = re.compile(r"campaign_id: (\S+?)\)?$")
 
 def write_config(path: Path, *, db: Path, slack_port: int) -> Path:
     doc = {
-        "server": {
-            "host": "127.0.0.1",
-            "port": 8080,
-            "path": PATH,
-            "token": "",
-            "shutdown_grace": "1s",
-        },
-        "queue": {"url": f"sqlite:///{db.resolve()}"},
-        "logging": {"level": "warning", "format": "json"},
+        **base_config(f"sqlite:///{db.resolve()}", dedupe=True),
         "destinations": {
             "bounce-alerts": {
                 "type": "slack",

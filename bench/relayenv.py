@@ -28,6 +28,35 @@ def body_bytes() -> bytes:
     )
 
 
+def base_config(queue_url: str, *, dedupe: bool = False) -> dict[str, Any]:
+    """The server, queue and logging sections every bench config shares."""
+    server: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "path": PATH,
+        "token": "",
+        "shutdown_grace": "1s",
+    }
+    if not dedupe:
+        server["dedupe_window"] = "0s"  # one body posted again and again: no dedupe
+    return {
+        "server": server,
+        "queue": {"url": queue_url},
+        # warning: measure the relay, not the volume of one log line per event and delivery
+        "logging": {"level": "warning", "format": "json"},
+    }
+
+
+def sink_destination(sink_port: int, concurrency: int) -> dict[str, Any]:
+    """An http destination forwarding to the bench's sink."""
+    return {
+        "type": "http",
+        "url": f"http://127.0.0.1:{sink_port}/hook",
+        "concurrency": concurrency,
+        "timeout": "10s",
+    }
+
+
 def write_config(
     path: Path, *, db: Path, sink_port: int, concurrency: int, throttled: bool
 ) -> Path:
@@ -37,26 +66,11 @@ def write_config(
     but (almost) none are sent, which isolates the receiver. ``parked`` is a disabled
     destination that only the scale step fills, so its deliveries stay pending.
     """
-    sink: dict[str, Any] = {
-        "type": "http",
-        "url": f"http://127.0.0.1:{sink_port}/hook",
-        "concurrency": concurrency,
-        "timeout": "10s",
-    }
+    sink = sink_destination(sink_port, concurrency)
     if throttled:
         sink["rate_limit"] = "1/s"
     doc = {
-        "server": {
-            "host": "127.0.0.1",
-            "port": 8080,
-            "path": PATH,
-            "token": "",
-            "dedupe_window": "0s",  # one body posted again and again: no dedupe
-            "shutdown_grace": "1s",
-        },
-        "queue": {"url": f"sqlite:///{db.resolve()}"},
-        # warning: measure the relay, not the volume of one log line per event and delivery
-        "logging": {"level": "warning", "format": "json"},
+        **base_config(f"sqlite:///{db.resolve()}"),
         "destinations": {
             SINK_DEST: sink,
             PARKED_DEST: {"type": "http", "url": "http://127.0.0.1:9/parked", "enabled": False},

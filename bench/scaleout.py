@@ -29,7 +29,7 @@ import yaml
 from .context import Bench
 from .loadgen import LoadResult
 from .procs import BenchError, Server, free_port
-from .relayenv import PATH, SINK_DEST, serve_argv
+from .relayenv import SINK_DEST, base_config, serve_argv, sink_destination
 from .report import NA, Row
 
 StepResult = tuple[list[Row], dict[str, Any]]
@@ -99,24 +99,8 @@ def fresh_schema(url: str) -> Iterator[str]:
 def write_config(path: Path, *, queue_url: str, sink_port: int, concurrency: int) -> Path:
     """The bench's usual relay config (see `bench.relayenv.write_config`), on PostgreSQL."""
     doc = {
-        "server": {
-            "host": "127.0.0.1",
-            "port": 8080,
-            "path": PATH,
-            "token": "",
-            "dedupe_window": "0s",  # one body posted again and again: no dedupe
-            "shutdown_grace": "1s",
-        },
-        "queue": {"url": queue_url},
-        "logging": {"level": "warning", "format": "json"},
-        "destinations": {
-            SINK_DEST: {
-                "type": "http",
-                "url": f"http://127.0.0.1:{sink_port}/hook",
-                "concurrency": concurrency,
-                "timeout": "10s",
-            }
-        },
+        **base_config(queue_url),
+        "destinations": {SINK_DEST: sink_destination(sink_port, concurrency)},
         "routes": [{"name": "everything-to-sink", "to": [SINK_DEST]}],
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
