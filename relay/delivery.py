@@ -176,25 +176,13 @@ class DestinationWorker:
             await self._failed(
                 dest, item, fields, f"timeout: {type(exc).__name__}", None, None, started
             )
-        except (httpx.HTTPError, OSError) as exc:
-            await self._failed(
-                dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
-            )
-        except Exception as exc:  # a transport's unmapped error: retry rather than strand it
+        except Exception as exc:  # connection errors, and a transport's unmapped ones: retry
             await self._failed(
                 dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
             )
         else:
-            elapsed = time.perf_counter() - started
             await self.d.queue.succeed(item.id, status, time.time())
-            self.d.metrics.deliveries.labels(self.name, "succeeded").inc()
-            self.d.metrics.duration.labels(self.name).observe(elapsed)
-            log.info(
-                "delivery.succeeded",
-                **fields,
-                status_code=status,
-                duration_ms=round(elapsed * 1000, 1),
-            )
+            self._report("succeeded", fields, status, started)
 
     async def _failed(
         self,
@@ -211,33 +199,35 @@ class DestinationWorker:
         if decision.delay is None:
             await self._dead(fields, f"{error} ({decision.reason})", status, started)
             return
-        elapsed = time.perf_counter() - started
         await self.d.queue.retry(item.id, now + decision.delay, error, status, now)
-        self.d.metrics.deliveries.labels(self.name, "retrying").inc()
-        self.d.metrics.duration.labels(self.name).observe(elapsed)
-        log.warning(
-            "delivery.retrying",
-            **fields,
-            status_code=status,
-            duration_ms=round(elapsed * 1000, 1),
-            error=error,
-            retry_in_s=round(decision.delay, 3),
+        self._report(
+            "retrying", fields, status, started, error=error, retry_in_s=round(decision.delay, 3)
         )
 
     async def _dead(
         self, fields: dict[str, Any], error: str, status: int | None, started: float
     ) -> None:
-        elapsed = time.perf_counter() - started
         await self.d.queue.bury(fields["delivery_id"], error, status, time.time())
-        self.d.metrics.deliveries.labels(self.name, "dead").inc()
+        self._report("dead", fields, status, started, error=error)
+
+    def _report(
+        self, outcome: str, fields: dict[str, Any], status: int | None, started: float, **extra: Any
+    ) -> None:
+        """Metrics and the `delivery.<outcome>` log line of a recorded attempt."""
+        elapsed = time.perf_counter() - started
+        self.d.metrics.deliveries.labels(self.name, outcome).inc()
         self.d.metrics.duration.labels(self.name).observe(elapsed)
-        log.error(
-            "delivery.dead",
+        getattr(log, _LEVEL[outcome])(
+            f"delivery.{outcome}",
             **fields,
             status_code=status,
             duration_ms=round(elapsed * 1000, 1),
-            error=error,
+            **extra,
         )
+
+
+#: Log level per outcome (looked up at call time: the logger is configured after import).
+_LEVEL = {"succeeded": "info", "retrying": "warning", "dead": "error"}
 
 
 def _key(key: str) -> dict[str, Any]:

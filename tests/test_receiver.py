@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +21,8 @@ from structlog.testing import capture_logs
 
 from relay.app import Runtime, create_app
 from relay.config import RelayConfig, parse_config
+
+from .helpers import rows
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -93,14 +94,6 @@ def serve(db: Path) -> Callable[..., Any]:
 def client(serve: Callable[..., Any]) -> Iterator[TestClient[Litestar]]:
     with serve() as c:
         yield c
-
-
-def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def count(db: Path, table: str) -> int:
