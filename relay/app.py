@@ -26,7 +26,7 @@ from .logs import get_logger
 from .metrics import CONTENT_TYPE, Metrics
 from .model import EventInvalid
 from .openapi import ReceiveOperation
-from .queue import Queue, open_queue
+from .queue import Queue, from_settings
 from .receiver import BodyInvalid, prepare, token_ok
 from .reload import Reloader
 
@@ -39,7 +39,7 @@ class Runtime:
 
     def __init__(self, config: RelayConfig, queue: Queue | None = None) -> None:
         self.config = config
-        self.queue = queue or open_queue(config.settings.queue.url)
+        self.queue = queue or from_settings(config.settings.queue)
         self.metrics = Metrics()
         self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None

@@ -129,12 +129,12 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from .queue import open_queue
+    from .queue import from_settings
 
     config = _load(args)
 
     async def run() -> int:
-        queue = open_queue(config.settings.queue.url)
+        queue = from_settings(config.settings.queue)
         await queue.open()
         try:
             if args.dlq_command == "list":
@@ -157,7 +157,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from .queue import open_queue
+    from .queue import from_settings
 
     config = _load(args)
     url = config.settings.queue.url
@@ -165,7 +165,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     backend = "postgresql" if scheme == "postgres" else scheme
 
     async def run() -> int:
-        queue = open_queue(url)
+        queue = from_settings(config.settings.queue)
         await queue.open()  # opening applies the missing migrations
         try:
             print(f"migrated: {backend} schema version {queue.schema_version}")

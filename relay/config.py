@@ -190,6 +190,8 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
                 name=route.name, when=when, to=tuple(route.to), stop=route.stop, group=route.group
             )
         )
+    if settings.queue.heartbeat < 0.05:
+        problems.append(doc.problem("queue.heartbeat", "must be at least 50ms"))
     ip_policy = IpPolicy()
     try:
         ip_policy = IpPolicy(

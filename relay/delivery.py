@@ -27,8 +27,9 @@ from .errors import Permanent, RenderError, Retryable
 from .http_client import Sender
 from .logs import get_logger
 from .metrics import Metrics
-from .model import Leased
+from .model import AttemptOutcome, DeliveryState, Leased
 from .queue import Queue
+from .queue.records import AttemptRecord, Settlement
 
 log = get_logger("relay.delivery")
 
@@ -151,7 +152,9 @@ class DestinationWorker:
             fields["group_key"] = _key(item.group_key)
             fields["events"] = max(1, len(item.events))
         started = time.perf_counter()
+        started_at = time.time()
         status: int | None = None
+        record = _Recorder(self.d.queue, item, started_at, started)
         try:
             request = dest.build(self.d.context_for(item), item.id)
             if not dest.sends:
@@ -165,27 +168,28 @@ class DestinationWorker:
                 status = answer.status
                 dest.judge(status, answer.headers, answer.snippet)
         except RenderError as exc:
-            await self._dead(fields, str(exc), None, started)
+            await self._dead(record, fields, str(exc), None, started)
         except Permanent as exc:
-            await self._dead(fields, str(exc), exc.status_code, started)
+            await self._dead(record, fields, str(exc), exc.status_code, started)
         except Retryable as exc:
             await self._failed(
-                dest, item, fields, str(exc), exc.status_code, exc.retry_after, started
+                record, dest, item, fields, str(exc), exc.status_code, exc.retry_after, started
             )
         except httpx.TimeoutException as exc:
             await self._failed(
-                dest, item, fields, f"timeout: {type(exc).__name__}", None, None, started
+                record, dest, item, fields, f"timeout: {type(exc).__name__}", None, None, started
             )
         except Exception as exc:  # connection errors, and a transport's unmapped ones: retry
             await self._failed(
-                dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
+                record, dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
             )
         else:
-            await self.d.queue.succeed(item.id, status, time.time())
+            await record(DeliveryState.SUCCEEDED, AttemptOutcome.SUCCEEDED, None, status)
             self._report("succeeded", fields, status, started)
 
     async def _failed(
         self,
+        record: _Recorder,
         dest: Destination,
         item: Leased,
         fields: dict[str, Any],
@@ -197,17 +201,24 @@ class DestinationWorker:
         now = time.time()
         decision = decide(dest.spec.retry, item.attempts, item.created_at, now, retry_after)
         if decision.delay is None:
-            await self._dead(fields, f"{error} ({decision.reason})", status, started)
+            await self._dead(record, fields, f"{error} ({decision.reason})", status, started)
             return
-        await self.d.queue.retry(item.id, now + decision.delay, error, status, now)
+        await record(
+            DeliveryState.PENDING, AttemptOutcome.RETRY, error, status, now + decision.delay
+        )
         self._report(
             "retrying", fields, status, started, error=error, retry_in_s=round(decision.delay, 3)
         )
 
     async def _dead(
-        self, fields: dict[str, Any], error: str, status: int | None, started: float
+        self,
+        record: _Recorder,
+        fields: dict[str, Any],
+        error: str,
+        status: int | None,
+        started: float,
     ) -> None:
-        await self.d.queue.bury(fields["delivery_id"], error, status, time.time())
+        await record(DeliveryState.DEAD, AttemptOutcome.DEAD, error, status)
         self._report("dead", fields, status, started, error=error)
 
     def _report(
@@ -223,6 +234,43 @@ class DestinationWorker:
             status_code=status,
             duration_ms=round(elapsed * 1000, 1),
             **extra,
+        )
+
+
+class _Recorder:
+    """Writes one attempt's outcome and its history row (interim: see the classifier)."""
+
+    def __init__(self, queue: Queue, item: Leased, started_at: float, started: float) -> None:
+        self.queue, self.item, self.started_at, self.started = queue, item, started_at, started
+
+    async def __call__(
+        self,
+        state: DeliveryState,
+        outcome: AttemptOutcome,
+        error: str | None,
+        status: int | None,
+        available_at: float | None = None,
+    ) -> None:
+        now = time.time()
+        attempt = AttemptRecord(
+            n=self.item.attempts,
+            started_at=self.started_at,
+            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            outcome=outcome,
+            status_code=status,
+            error=error,
+        )
+        await self.queue.settle(
+            Settlement(
+                self.item.id,
+                self.item.destination,
+                state,
+                now if available_at is None else available_at,
+                now,
+                attempt,
+                error,
+                status,
+            )
         )
 
 
@@ -272,7 +320,9 @@ class Dispatcher:
         )
 
     def start(self) -> None:
-        self.queue.on_new_work(lambda destination: self.wake([destination]))
+        self.queue.on_new_work(
+            lambda destination: self.wake([destination] if destination else None)
+        )
         self.sync()
 
     def sync(self) -> None:

@@ -51,6 +51,10 @@ class QueueUnavailable(RelayError):
     """The queue cannot take writes right now (disk full, database down)."""
 
 
+class QueueURLInvalid(RelayError):
+    """``queue.url`` names no backend we have, or parameters it cannot take."""
+
+
 class RenderError(RelayError):
     """A template failed at send time: the delivery is dead, the relay goes on."""
 

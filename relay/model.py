@@ -48,15 +48,29 @@ class EventInvalid(Exception):
         self.errors = errors
 
 
-class Status(enum.StrEnum):
-    """A delivery's state in the queue."""
+class DeliveryState(enum.StrEnum):
+    """A delivery's state (CONTRACT section 11).
+
+    The queue stores pending, succeeded and dead; ``retrying`` is a pending delivery
+    that has failed at least once, and is what listings show for it.
+    """
 
     PENDING = "pending"
+    RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     DEAD = "dead"
 
 
-TERMINAL = frozenset({Status.SUCCEEDED, Status.DEAD})
+#: States a delivery never leaves by itself (only a replay or a resend moves it on).
+TERMINAL = frozenset({DeliveryState.SUCCEEDED, DeliveryState.DEAD})
+
+
+class AttemptOutcome(enum.StrEnum):
+    """What one attempt came to (CONTRACT section 11)."""
+
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    DEAD = "dead"
 
 
 def _field_errors(obj: Any, prefix: str) -> dict[str, str]:
@@ -123,6 +137,32 @@ def validate_events(decoded: Any) -> list[dict[str, Any]]:
     raise EventInvalid({"$": f"expected an event object or an array of events, got {kind}"})
 
 
+def address_key(hwid: str) -> str:
+    """How an address is matched (``relay forget``, ``--hwid``): case-insensitively."""
+    return hwid.lower()
+
+
+def search_fields(event: dict[str, Any]) -> dict[str, str | None]:
+    """The fields `relay events list` filters on, as the queue indexes them.
+
+    ``campaign_id`` becomes decimal text: a uint64 fits no signed integer column.
+    """
+
+    def text(name: str) -> str | None:
+        value = event.get(name)
+        if value is None or isinstance(value, dict | list):
+            return None
+        return str(value) if not isinstance(value, bool) else None
+
+    hwid = text("hwid")
+    return {
+        "event_name": text("event_name"),
+        "hwid": address_key(hwid) if hwid is not None else None,
+        "user_id": text("user_id"),
+        "campaign_id": text("campaign_id"),
+    }
+
+
 def new_id() -> str:
     """A unique, time-ordered id for events and deliveries: 12 hex of milliseconds, 20 random.
 
@@ -132,6 +172,14 @@ def new_id() -> str:
     impossible; `random` is reseeded in forked children.
     """
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+
+
+def id_at(seconds: float) -> str:
+    """The prefix that every id made at ``seconds`` (and none made before) sorts at or after.
+
+    Ids are time-ordered, so "received between" is an id range on a primary key.
+    """
+    return f"{max(0, int(seconds * 1000)):012x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +217,8 @@ class NewEvent:
     body: bytes
     deliveries: tuple[NewDelivery, ...]
     fingerprint: bytes | None = None
+    #: :func:`search_fields` of the event: indexed so `relay events list` can filter.
+    fields: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -192,16 +242,3 @@ class Leased:
     def all_events(self) -> list[dict[str, Any]]:
         """The events of a grouped delivery, oldest first (one event otherwise)."""
         return [msgspec.json.decode(b) for b in self.events] if self.events else [self.event()]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A delivery that was given up, as `relay dlq list` shows it."""
-
-    id: str
-    destination: str
-    event_id: str
-    event_name: str
-    attempts: int
-    last_error: str
-    updated_at: float

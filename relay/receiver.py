@@ -18,7 +18,15 @@ from typing import Any
 
 import msgspec
 
-from .model import EventInvalid, Grouping, NewDelivery, NewEvent, new_id, validate_events
+from .model import (
+    EventInvalid,
+    Grouping,
+    NewDelivery,
+    NewEvent,
+    new_id,
+    search_fields,
+    validate_events,
+)
 from .routing import CompiledRoute, Plan, RouteTable
 
 _ENCODER = msgspec.json.Encoder()
@@ -104,6 +112,7 @@ def prepare(body: bytes, table: RouteTable, dedupe: bool) -> list[Prepared]:
                 for dest, route in plan.targets
             ),
             fingerprint=hashlib.sha256(raw).digest() if dedupe else None,
+            fields=search_fields(event),
         )
         out.append(Prepared(record, event, plan))
     return out

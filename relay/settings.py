@@ -39,8 +39,13 @@ class Server(_Strict, frozen=True, kw_only=True):
 class Queue(_Strict, frozen=True, kw_only=True):
     url: str = "sqlite:///data/relay.db"
     retention: Duration = Duration(7 * 86400.0)
+    #: Dead letters (and their attempts) are kept this long unless replayed.
+    dead_retention: Duration = Duration(30 * 86400.0)
     poll_interval: Duration = Duration(1.0)
     lease: Duration = Duration(60.0)
+    #: How often an instance says it is alive; one silent for 5 heartbeats is dead and
+    #: its leases come back.
+    heartbeat: Duration = Duration(2.0)
 
 
 class Logging(_Strict, frozen=True, kw_only=True):

@@ -1,229 +1,234 @@
 """The durable queue: where accepted events and their deliveries live until done.
 
-:class:`Queue` is the interface the receiver, the workers and `relay dlq` use;
-a backend is chosen by the URL scheme (``sqlite:///path`` embedded, default;
-``postgresql://...`` shared by several instances), its driver imported only
-when used. Retrying is the queue's job: a failed attempt sets a new
-``available_at``, so a restart loses nothing.
+:class:`Queue` is what the receiver, the workers, `relay dlq`, `relay events` and
+the console use. Its methods only build operations of :mod:`relay.queue.core`
+(the logic, written once) and hand them to a :class:`~relay.queue.transport.Transport`
+chosen by the URL scheme (``sqlite:///path`` embedded, default; ``postgresql://...``
+shared by several instances), whose driver is imported only when used. Retrying is
+the queue's job: a failed attempt sets a new ``available_at``, so a restart loses
+nothing.
+
+An instance is known by a random id and a heartbeat in the queue: its leases are
+taken over only when its heartbeat has gone stale, never because of what a
+process table on some host says (two containers may share a hostname and a pid).
 """
 
 from __future__ import annotations
 
-import abc
+import contextlib
+import functools
 import os
 import socket
-import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
+from .. import __version__
+from ..errors import QueueUnavailable, QueueURLInvalid
+from ..model import Leased, NewEvent
+from ..settings import Queue as QueueSettings
+from . import core
+from .core import DEFAULT_MAX_EVENTS
+from .records import (
+    Accepted,
+    Cutoffs,
+    DeadLetter,
+    Depth,
+    EnqueueRequest,
+    EventFilter,
+    EventPage,
+    ForgetReport,
+    LeaseRequest,
+    Settlement,
+    StoredEvent,
+)
+from .transport import Transport
 
-from ..errors import QueueUnavailable, RelayError
-from ..model import DeadLetter, Leased, NewEvent
+#: How often an instance writes its heartbeat, and after how long without one it is dead.
+HEARTBEAT_EVERY = 2.0
+DEAD_AFTER = 15.0
+#: `/readyz` answers within this long, whatever the database does.
+PROBE_TIMEOUT = 1.5
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """What the queue did with one event: stored, or a duplicate of ``event_id``."""
+class Queue:
+    """The queue's operations over one transport; see the module docstring."""
 
-    event_id: str
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Depth:
-    """Queue depth per (destination, state) and the age of the oldest pending delivery."""
-
-    counts: dict[tuple[str, str], int]
-    oldest_pending_age: dict[str, float]
-    open_groups: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """An attempt's result as the queue records it: the delivery's next state."""
-
-    delivery_id: str
-    state: str  # pending (retry at available_at) | succeeded | dead
-    available_at: float
-    error: str | None
-    status_code: int | None
-    now: float
-
-    def params(self, owner: str) -> dict[str, Any]:
-        """Named parameters of both backends' SQL_SETTLE."""
-        return {
-            "id": self.delivery_id,
-            "state": self.state,
-            "available_at": self.available_at,
-            "error": self.error,
-            "status": self.status_code,
-            "now": self.now,
-            "owner": owner,
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        heartbeat_every: float = HEARTBEAT_EVERY,
+        dead_after: float = DEAD_AFTER,
+    ) -> None:
+        self.transport = transport
+        self.owner = uuid.uuid4().hex
+        self.heartbeat_every = heartbeat_every
+        self.dead_after = dead_after
+        self._instance = {
+            "id": self.owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": __version__,
         }
 
-
-def owner_alive(owner: str) -> bool:
-    """Whether a lease owner (see :func:`instance_id`) on this host still runs.
-
-    Owners on other hosts are assumed alive: their leases simply expire.
-    """
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(rest.partition(":")[0]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def event_name(body: bytes) -> str:
-    """The event name inside a stored body, for `relay dlq list`."""
-    try:
-        return str(msgspec.json.decode(body).get("event_name", ""))
-    except (msgspec.DecodeError, AttributeError):
-        return ""
-
-
-def instance_id() -> str:
-    """Who holds a lease: host, pid and a random part (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-#: Items per grouped delivery when the route that made them has left the config.
-DEFAULT_MAX_EVENTS = 500
-
-
-class Queue(abc.ABC):
-    """A backend: every method is one short transaction."""
-
-    owner: str
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgres``."""
+        return self.transport.dialect
 
     @property
     def schema_version(self) -> int:
-        """The schema version ``open()`` brought the store to (``relay migrate`` prints it).
+        """The schema version ``open()`` brought the store to (``relay migrate`` prints it)."""
+        return self.transport.schema_version
 
-        By default the number of ``MIGRATIONS`` of the backend's module, all applied at open.
-        """
-        return len(getattr(sys.modules[type(self).__module__], "MIGRATIONS", ()))
-
-    @abc.abstractmethod
+    # -- life -------------------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect and bring the schema up to date."""
+        """Connect, migrate, announce this instance, take back the leases of dead ones."""
+        await self.transport.open()
+        try:
+            await self.heartbeat()
+            await self.release_orphans()
+        except BaseException:
+            await self.transport.close()
+            raise
 
-    @abc.abstractmethod
     async def close(self) -> None:
-        """Finish pending writes and disconnect."""
+        """Hand our unfinished leases back (due now, not when they expire), disconnect."""
+        # Closing anyway if this fails: the leases expire, the heartbeat goes stale.
+        with contextlib.suppress(Exception):
+            await self.transport.write(lambda: core.leave(self.owner, time.time()))
+        await self.transport.close()
 
-    @abc.abstractmethod
+    def on_new_work(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(destination)`` when deliveries become due ("" = any destination).
+
+        PostgreSQL wakes every instance through LISTEN/NOTIFY; SQLite wakes this process
+        only (other processes on the file poll).
+        """
+        self.transport.on_notify(callback)
+
+    async def heartbeat(self, now: float | None = None) -> None:
+        """Say this instance is alive."""
+        stamp = time.time() if now is None else now
+        await self.transport.write(lambda: core.heartbeat(self._instance, stamp))
+
+    async def ping(self, timeout: float = PROBE_TIMEOUT) -> None:
+        """Raise :class:`QueueUnavailable` within ``timeout`` unless a write would succeed now."""
+        stamp = time.time()
+        await self.transport.probe(lambda: core.heartbeat(self._instance, stamp), timeout)
+
+    async def release_orphans(self, now: float | None = None) -> int:
+        """Leases of instances whose heartbeat is stale are due again now.
+
+        Run at open and periodically, so a crashed instance (a SIGKILLed sibling under
+        ``--workers``, another host) does not hold its deliveries until the lease runs
+        out. Returns how many deliveries came back.
+        """
+        stamp = time.time() if now is None else now
+        return await self.transport.write(
+            lambda: core.release_orphans(stamp, stamp - self.dead_after)
+        )
+
+    # -- the hot path -----------------------------------------------------------------------
     async def enqueue(
         self, events: Sequence[NewEvent], dedupe_window: float, now: float
     ) -> list[Accepted]:
         """Commit events and their deliveries atomically; skip bodies seen in the window."""
+        result: list[Accepted] = await self.transport.merged(
+            "enqueue", EnqueueRequest(tuple(events), dedupe_window, now)
+        )
+        return result
 
-    @abc.abstractmethod
     async def lease(
         self, destination: str, limit: int, lease_seconds: float, now: float
     ) -> list[Leased]:
         """Take up to ``limit`` due deliveries; they come back if not settled in time."""
+        return await self.lease_many([LeaseRequest(destination, limit, now + lease_seconds)], now)
 
-    @abc.abstractmethod
-    async def settle(self, outcome: Outcome) -> None:
-        """Record an attempt's outcome, only if the delivery is still pending and ours."""
+    async def lease_many(self, requests: Sequence[LeaseRequest], now: float) -> list[Leased]:
+        """Lease for several destinations in one transaction."""
+        return await self.transport.write(lambda: core.lease(requests, self.owner, now))
 
-    async def succeed(self, delivery_id: str, status_code: int | None, now: float) -> None:
-        """Mark a leased delivery done."""
-        await self.settle(Outcome(delivery_id, "succeeded", now, None, status_code, now))
+    async def settle(self, settlement: Settlement) -> None:
+        """Record an attempt; apply its outcome if the delivery is still pending and ours."""
+        await self.transport.merged("settle", (settlement, self.owner))
 
-    async def retry(
-        self, delivery_id: str, available_at: float, error: str, status_code: int | None, now: float
-    ) -> None:
-        """Put a leased delivery back, due at ``available_at``."""
-        await self.settle(Outcome(delivery_id, "pending", available_at, error, status_code, now))
+    # -- groups -----------------------------------------------------------------------------
+    async def flush_groups(
+        self, destination: str, max_events: Mapping[str, int], now: float
+    ) -> list[tuple[str, int]]:
+        """Turn every due group of ``destination`` into deliveries (see core.flush_groups)."""
+        return await self.transport.write(lambda: core.flush_groups(destination, max_events, now))
 
-    async def bury(self, delivery_id: str, error: str, status_code: int | None, now: float) -> None:
-        """Make a leased delivery a dead letter (kept, replayable)."""
-        await self.settle(Outcome(delivery_id, "dead", now, error, status_code, now))
+    async def next_due(self, destination: str) -> float | None:
+        """When the earliest pending delivery or group flush of ``destination`` is due."""
+        return await self.transport.read(lambda: core.next_due(destination))
 
-    @abc.abstractmethod
+    # -- operators --------------------------------------------------------------------------
     async def dead_letters(
         self, destination: str | None = None, limit: int = 1000
     ) -> list[DeadLetter]:
         """Dead deliveries, oldest first."""
+        return await self.transport.read(lambda: core.dead_letters(destination, limit))
 
-    @abc.abstractmethod
     async def replay(self, ids: Sequence[str] | None, destination: str | None, now: float) -> int:
         """Dead deliveries back to pending with a fresh attempt budget; ``ids=None`` = all."""
+        return await self.transport.write(lambda: core.replay_dead(ids, destination, now))
 
-    @abc.abstractmethod
-    async def flush_groups(
-        self, destination: str, max_events: Mapping[str, int], now: float
-    ) -> list[tuple[str, int]]:
-        """Turn every due group of ``destination`` into deliveries, atomically.
-
-        Each open item goes into exactly one delivery of at most ``max_events[route]``
-        items (:data:`DEFAULT_MAX_EVENTS` for a route no longer configured); the group
-        then waits for new items. Returns (group key, item count) per delivery made.
-        """
-
-    @abc.abstractmethod
-    async def next_due(self, destination: str) -> float | None:
-        """When the earliest pending delivery of ``destination`` becomes due."""
-
-    @abc.abstractmethod
     async def depth(self, now: float) -> Depth:
         """Counts for metrics."""
+        return await self.transport.read(lambda: core.depth(now))
 
-    @abc.abstractmethod
-    async def ping(self) -> None:
-        """Raise :class:`QueueUnavailable` unless a write would succeed now."""
+    async def events(
+        self, flt: EventFilter, limit: int = 50, before: str | None = None
+    ) -> EventPage:
+        """Stored events, newest first; ``before`` is the previous page's ``next``."""
+        return await self.transport.read(lambda: core.events_page(flt, limit, before))
 
-    def on_new_work(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(destination)`` when another process commits deliveries.
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One event with its deliveries and every attempt, or None."""
+        return await self.transport.read(lambda: core.event_detail(event_id))
 
-        Shared backends (PostgreSQL LISTEN/NOTIFY) wake idle workers this way; the
-        embedded backend has no other writer worth waking for, so polling suffices.
-        """
-        self._new_work = callback
+    async def resend(self, event_id: str, destination: str | None, now: float) -> list[str] | None:
+        """Send a stored event again (any state) as new deliveries; None if no such event."""
+        return await self.transport.write(lambda: core.resend(event_id, destination, now))
 
-    @abc.abstractmethod
-    async def release_orphans(self) -> int:
-        """Leases held by processes that died on this host are due again now.
+    async def forget(self, address: str, dry_run: bool, batch: int = 500) -> ForgetReport:
+        """Erase every stored trace of ``address`` (or count it, in a dry run)."""
+        total = ForgetReport()
+        after: str | None = ""
+        while after is not None:
+            cursor = after if dry_run else ""  # erased rows are gone: start over each time
+            run = self.transport.read if dry_run else self.transport.erase
+            report, after = await run(
+                functools.partial(core.forget, address, dry_run, cursor, batch)
+            )
+            total += report
+        return total
 
-        Run at open and periodically, so a SIGKILLed sibling (``--workers``, or
-        another instance on the host) does not hold its deliveries until the lease
-        runs out. Returns how many deliveries came back.
-        """
-
-    @abc.abstractmethod
-    async def prune(
-        self, settled_before: float, fingerprints_before: float, batch: int = 1000
-    ) -> int:
-        """Delete one small batch of old succeeded deliveries, their events, old fingerprints.
-
-        Returns how many rows went; callers repeat while it returns ``batch`` or more.
-        """
-
-
-class UnknownQueueURL(RelayError):
-    """The queue URL names no backend we have."""
+    async def prune(self, cutoffs: Cutoffs, batch: int = 1000) -> int:
+        """Delete one small batch of what retention lets go; repeat while it returns ``batch``."""
+        return await self.transport.write(lambda: core.prune(cutoffs, batch))
 
 
-def open_queue(url: str) -> Queue:
-    """The backend for ``url`` (not yet opened)."""
+def from_settings(settings: QueueSettings) -> Queue:
+    """The queue a config's ``queue:`` section describes (not yet opened)."""
+    every = float(settings.heartbeat)
+    return open_queue(settings.url, heartbeat_every=every, dead_after=every * 5)
+
+
+def open_queue(url: str, **options: Any) -> Queue:
+    """The queue for ``url`` (not yet opened)."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from .sqlite import SqliteQueue
+        from .sqlite import SqliteTransport
 
-        return SqliteQueue.from_url(url)
+        return Queue(SqliteTransport.from_url(url), **options)
     if scheme in ("postgres", "postgresql"):
         try:
-            from .postgres import PostgresQueue
+            from .postgres import PostgresTransport
         except ImportError as exc:  # the optional extra is not installed (or lacks libpq)
             if exc.name is not None and not exc.name.startswith("psycopg"):
                 raise
@@ -231,11 +236,26 @@ def open_queue(url: str) -> Queue:
                 "the PostgreSQL queue needs psycopg: pip install 'pushwoosh-relay[postgres]'"
             ) from None
 
-        return PostgresQueue(url)
-    raise UnknownQueueURL(
+        return Queue(PostgresTransport(url), **options)
+    raise QueueURLInvalid(
         f"unsupported queue url {url.split('://')[0]}://...: "
         "use sqlite:///path or postgresql://user@host/db"
     )
 
 
-__all__ = ["Accepted", "Depth", "Outcome", "Queue", "instance_id", "open_queue"]
+__all__ = [
+    "DEFAULT_MAX_EVENTS",
+    "Accepted",
+    "Cutoffs",
+    "DeadLetter",
+    "Depth",
+    "EventFilter",
+    "EventPage",
+    "ForgetReport",
+    "LeaseRequest",
+    "Queue",
+    "Settlement",
+    "StoredEvent",
+    "from_settings",
+    "open_queue",
+]

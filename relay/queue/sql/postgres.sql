@@ -1,0 +1,373 @@
+-- The PostgreSQL dialect of the queue's statements (several instances, one database).
+--
+-- Every statement is a named block; relay/queue/sql/sqlite.sql holds the same names (a
+-- test compares the sets), and relay/queue/core.py is the only code that uses them.
+-- Parameters are named (%(name)s); a list parameter is an array. Tables are prefixed
+-- relay_ so they can share a schema. A statement with {where} takes fragments named
+-- where_*, joined with AND by the core. Where many writers could meet, statements take
+-- row locks in a fixed order or skip locked rows, so instances never deadlock.
+
+-- name: insert_event
+INSERT INTO relay_events (id, received_at, body, event_name, hwid, user_id, campaign_id)
+VALUES (%(id)s, %(now)s, %(body)s, %(event_name)s, %(hwid)s, %(user_id)s, %(campaign_id)s);
+
+-- name: insert_delivery
+INSERT INTO relay_deliveries (id, event_id, destination, route, available_at, created_at,
+                              budget_start, updated_at, group_key)
+VALUES (%(id)s, %(event_id)s, %(destination)s, %(route)s, %(now)s, %(now)s, %(now)s, %(now)s,
+        %(group_key)s);
+
+-- name: insert_group_item
+INSERT INTO relay_group_items (id, event_id, destination, route, group_key, created_at)
+VALUES (%(id)s, %(event_id)s, %(destination)s, %(route)s, %(group_key)s, %(now)s);
+
+-- name: open_group
+-- A new group goes out `wait` after its first event; a group that went out within the
+-- last `interval` goes out again no sooner than `interval` after that. The core upserts
+-- in key order, so concurrent batches touching the same groups cannot deadlock.
+INSERT INTO relay_groups AS g (destination, route, group_key, flush_at, last_flush_at)
+VALUES (%(destination)s, %(route)s, %(group_key)s, %(now)s + %(wait)s, NULL)
+ON CONFLICT (destination, route, group_key) DO UPDATE
+   SET flush_at = coalesce(g.flush_at, greatest(%(now)s + %(wait)s,
+                                                coalesce(g.last_flush_at + %(interval)s, 0)));
+
+-- name: claim_fingerprint
+-- A new digest, or one older than the window, becomes ours and comes back; a fresh one
+-- stays and does not come back: the body is a duplicate. A concurrent claim of the same
+-- digest waits for ours to commit and then sees it; the core claims in digest order.
+INSERT INTO relay_fingerprints (digest, event_id, created_at)
+VALUES (%(digest)s, %(event_id)s, %(now)s)
+ON CONFLICT (digest) DO UPDATE SET event_id = excluded.event_id, created_at = excluded.created_at
+ WHERE relay_fingerprints.created_at < %(since)s
+RETURNING digest;
+
+-- name: find_fingerprint
+SELECT digest, event_id FROM relay_fingerprints WHERE digest = %(digest)s;
+
+-- name: lease
+-- Taking a lease pushes available_at past the lease: a crashed holder's rows come back by
+-- themselves. The attempt is counted when taken, so a crash mid-send still uses budget.
+-- SKIP LOCKED: rows another instance is leasing right now are passed over, not waited for.
+UPDATE relay_deliveries d
+   SET available_at = %(until)s, attempts = d.attempts + 1, lease_owner = %(owner)s,
+       updated_at = %(now)s
+  FROM (SELECT id FROM relay_deliveries
+         WHERE destination = %(destination)s AND state = 'pending' AND available_at <= %(now)s
+         ORDER BY available_at LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED) due, relay_events e
+ WHERE d.id = due.id AND e.id = d.event_id
+RETURNING d.id, d.event_id, d.destination, d.route, d.attempts, d.budget_start, d.group_key,
+          e.body;
+
+-- name: group_bodies
+-- Every event of grouped deliveries, oldest first.
+SELECT g.delivery_id, e.body
+  FROM relay_group_items g JOIN relay_events e ON e.id = g.event_id
+ WHERE g.delivery_id = ANY(%(ids)s::text[])
+ ORDER BY g.created_at, g.seq;
+
+-- name: settle
+UPDATE relay_deliveries
+   SET state = %(state)s, available_at = %(available_at)s, last_error = %(error)s,
+       last_status = %(status_code)s, lease_owner = NULL, updated_at = %(now)s
+ WHERE id = %(id)s AND state = 'pending' AND lease_owner = %(owner)s;
+
+-- name: insert_attempt
+-- Recorded even when the lease was lost meanwhile (the attempt did happen), but never for
+-- a delivery that no longer exists (`relay forget` may have erased it mid-attempt).
+INSERT INTO relay_attempts (delivery_id, destination, n, started_at, duration_ms, outcome,
+                            status_code, error, response, method, url)
+SELECT %(id)s, %(destination)s, %(n)s, %(started_at)s, %(duration_ms)s, %(outcome)s,
+       %(status_code)s, %(error)s, %(response)s, %(method)s, %(url)s
+ WHERE EXISTS (SELECT 1 FROM relay_deliveries WHERE id = %(id)s);
+
+-- name: dead_letters
+SELECT d.id, d.destination, d.event_id, e.event_name, d.attempts, d.last_error,
+       d.last_status, d.updated_at, d.route
+  FROM relay_deliveries d JOIN relay_events e ON e.id = d.event_id
+ WHERE d.state = 'dead'
+   AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
+ ORDER BY d.updated_at LIMIT %(limit)s;
+
+-- name: replay_dead
+-- Dead deliveries back to pending with a fresh attempt budget (same id: same
+-- Idempotency-Key, since the destination never accepted it).
+UPDATE relay_deliveries
+   SET state = 'pending', attempts = 0, available_at = %(now)s, budget_start = %(now)s,
+       lease_owner = NULL, last_error = NULL, last_status = NULL, updated_at = %(now)s
+ WHERE state = 'dead'
+   AND (%(destination)s::text IS NULL OR destination = %(destination)s::text)
+   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+RETURNING destination;
+
+-- name: due_groups
+-- SKIP LOCKED: a group another instance is flushing right now is its business.
+SELECT route, group_key FROM relay_groups
+ WHERE destination = %(destination)s AND flush_at IS NOT NULL AND flush_at <= %(now)s
+ ORDER BY flush_at LIMIT 100
+   FOR UPDATE SKIP LOCKED;
+
+-- name: group_open_items
+SELECT id, event_id FROM relay_group_items
+ WHERE destination = %(destination)s AND route = %(route)s AND group_key = %(group_key)s
+   AND delivery_id IS NULL
+ ORDER BY created_at, seq;
+
+-- name: assign_items
+UPDATE relay_group_items SET delivery_id = %(delivery_id)s WHERE id = ANY(%(ids)s::text[]);
+
+-- name: close_group
+UPDATE relay_groups SET flush_at = NULL, last_flush_at = %(now)s
+ WHERE destination = %(destination)s AND route = %(route)s AND group_key = %(group_key)s;
+
+-- name: next_due
+-- The earlier of the next pending delivery and the next group flush (min skips NULLs).
+SELECT min(due) FROM (
+    SELECT min(available_at) AS due FROM relay_deliveries
+     WHERE destination = %(destination)s AND state = 'pending'
+    UNION ALL
+    SELECT min(flush_at) FROM relay_groups
+     WHERE destination = %(destination)s AND flush_at IS NOT NULL) AS dues;
+
+-- name: depth
+SELECT destination,
+       CASE WHEN state = 'pending' AND last_error IS NOT NULL THEN 'retrying' ELSE state END,
+       count(*), min(CASE WHEN state = 'pending' THEN created_at END)
+  FROM relay_deliveries WHERE state IN ('pending', 'dead') GROUP BY 1, 2;
+
+-- name: open_groups
+SELECT destination, count(*) FROM relay_groups WHERE flush_at IS NOT NULL
+ GROUP BY destination;
+
+-- name: heartbeat
+-- An instance says it is alive; also the write `/readyz` probes with.
+INSERT INTO relay_instances (id, host, pid, version, started_at, seen_at)
+VALUES (%(id)s, %(host)s, %(pid)s, %(version)s, %(now)s, %(now)s)
+ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at;
+
+-- name: forget_instance
+DELETE FROM relay_instances WHERE id = %(id)s;
+
+-- name: release_orphans
+-- Leases whose owner's heartbeat went stale come back now, not when the lease runs out.
+UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL
+ WHERE state = 'pending' AND lease_owner IS NOT NULL AND available_at > %(now)s
+   AND lease_owner NOT IN (SELECT id FROM relay_instances WHERE seen_at >= %(alive_since)s);
+
+-- name: release_own
+UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL
+ WHERE state = 'pending' AND lease_owner = %(owner)s;
+
+-- name: prune_instances
+DELETE FROM relay_instances WHERE seen_at < %(before)s;
+
+-- name: old_deliveries
+-- Settled deliveries past their retention: succeeded after `retention`, dead after
+-- `dead_retention`.
+SELECT id, event_id FROM relay_deliveries
+ WHERE (state = 'succeeded' AND updated_at < %(succeeded_before)s)
+    OR (state = 'dead' AND updated_at < %(dead_before)s)
+ LIMIT %(limit)s;
+
+-- name: delete_attempts_of
+DELETE FROM relay_attempts WHERE delivery_id = %(id)s;
+
+-- name: item_events_of
+SELECT DISTINCT event_id FROM relay_group_items WHERE delivery_id = ANY(%(ids)s::text[]);
+
+-- name: delete_items_of
+DELETE FROM relay_group_items WHERE delivery_id = %(id)s;
+
+-- name: delete_delivery
+DELETE FROM relay_deliveries WHERE id = %(id)s;
+
+-- name: delete_event_if_done
+-- An event goes once nothing refers to it any more.
+DELETE FROM relay_events e
+ WHERE e.id = %(id)s
+   AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = e.id)
+   AND NOT EXISTS (SELECT 1 FROM relay_group_items g WHERE g.event_id = e.id);
+
+-- name: old_orphan_events
+-- Events that never made a delivery (no route matched) or whose deliveries are gone.
+SELECT e.id FROM relay_events e
+ WHERE e.received_at < %(before)s
+   AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = e.id)
+   AND NOT EXISTS (SELECT 1 FROM relay_group_items g WHERE g.event_id = e.id)
+ LIMIT %(limit)s;
+
+-- name: prune_fingerprints
+DELETE FROM relay_fingerprints WHERE digest IN (
+    SELECT digest FROM relay_fingerprints WHERE created_at < %(before)s LIMIT %(limit)s);
+
+-- name: events_page
+-- Stored events, newest first (ids are time-ordered), filtered by where_* fragments.
+SELECT e.id, e.received_at, e.body FROM relay_events e
+ WHERE {where}
+ ORDER BY e.id DESC LIMIT %(limit)s;
+
+-- name: where_event_name
+e.event_name = %(event_name)s
+
+-- name: where_hwid
+e.hwid = %(hwid)s
+
+-- name: where_user_id
+e.user_id = %(user_id)s
+
+-- name: where_campaign_id
+e.campaign_id = %(campaign_id)s
+
+-- name: where_before
+e.id < %(before)s
+
+-- name: where_since
+e.id >= %(since)s
+
+-- name: where_until
+e.id < %(until)s
+
+-- name: where_delivery
+-- A delivery of the event to :destination (NULL: any) in :state (NULL: any). A grouped
+-- event's delivery is its group item's: pending until the group goes out.
+(EXISTS (SELECT 1 FROM relay_deliveries d
+          WHERE d.event_id = e.id AND d.group_key IS NULL
+            AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
+            AND (%(state)s::text IS NULL
+                 OR %(state)s::text = CASE WHEN d.state = 'pending'
+                                            AND d.last_error IS NOT NULL
+                                           THEN 'retrying' ELSE d.state END))
+ OR EXISTS (SELECT 1 FROM relay_group_items g LEFT JOIN relay_deliveries d
+                   ON d.id = g.delivery_id
+             WHERE g.event_id = e.id
+               AND (%(destination)s::text IS NULL OR g.destination = %(destination)s::text)
+               AND (%(state)s::text IS NULL
+                    OR %(state)s::text = CASE WHEN d.id IS NULL THEN 'pending'
+                                               WHEN d.state = 'pending'
+                                                AND d.last_error IS NOT NULL
+                                               THEN 'retrying' ELSE d.state END)))
+
+-- name: event
+SELECT id, received_at, body FROM relay_events WHERE id = %(id)s;
+
+-- name: event_deliveries
+-- Per (event, destination): the plain delivery, or the group item and the grouped
+-- delivery it went out in (NULL columns while the group waits).
+SELECT d.event_id, d.id, d.destination, d.route,
+       CASE WHEN d.state = 'pending' AND d.last_error IS NOT NULL THEN 'retrying'
+            ELSE d.state END,
+       d.attempts, d.last_error, d.last_status, d.updated_at, d.group_key, d.id
+  FROM relay_deliveries d
+ WHERE d.event_id = ANY(%(ids)s::text[]) AND d.group_key IS NULL
+UNION ALL
+SELECT g.event_id, coalesce(d.id, g.id), g.destination, g.route,
+       CASE WHEN d.id IS NULL THEN 'pending'
+            WHEN d.state = 'pending' AND d.last_error IS NOT NULL THEN 'retrying'
+            ELSE d.state END,
+       coalesce(d.attempts, 0), d.last_error, d.last_status,
+       coalesce(d.updated_at, g.created_at), g.group_key, d.id
+  FROM relay_group_items g LEFT JOIN relay_deliveries d ON d.id = g.delivery_id
+ WHERE g.event_id = ANY(%(ids)s::text[]);
+
+-- name: attempts_of
+SELECT delivery_id, n, started_at, duration_ms, outcome, status_code, error, response,
+       method, url
+  FROM relay_attempts WHERE delivery_id = ANY(%(ids)s::text[])
+ ORDER BY delivery_id, n, id;
+
+-- name: delivery_for_replay
+-- What a resend of one event to one destination needs: the route and group of its delivery.
+SELECT d.id, d.destination, d.route, d.group_key FROM relay_deliveries d
+ WHERE d.event_id = %(event_id)s AND d.group_key IS NULL
+UNION ALL
+SELECT g.id, g.destination, g.route, g.group_key FROM relay_group_items g
+ WHERE g.event_id = %(event_id)s;
+
+-- name: insert_replay_item
+-- A grouped event's resend is a group of one, delivered at once.
+INSERT INTO relay_group_items (id, event_id, destination, route, group_key, created_at,
+                               delivery_id)
+VALUES (%(id)s, %(event_id)s, %(destination)s, %(route)s, %(group_key)s, %(now)s,
+        %(delivery_id)s);
+
+-- name: events_of_address
+SELECT id FROM relay_events WHERE hwid = %(hwid)s AND id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: plain_deliveries_of_events
+SELECT id, state FROM relay_deliveries
+ WHERE event_id = ANY(%(ids)s::text[]) AND group_key IS NULL;
+
+-- name: items_of_events
+SELECT id, delivery_id FROM relay_group_items WHERE event_id = ANY(%(ids)s::text[]);
+
+-- name: grouped_deliveries_of_events
+-- Grouped deliveries carrying any of these events: all their items, how many are these
+-- events', and their state.
+SELECT g.delivery_id, count(*),
+       sum(CASE WHEN g.event_id = ANY(%(ids)s::text[]) THEN 1 ELSE 0 END),
+       (SELECT d.state FROM relay_deliveries d WHERE d.id = g.delivery_id)
+  FROM relay_group_items g
+ WHERE g.delivery_id IN (SELECT delivery_id FROM relay_group_items
+                          WHERE event_id = ANY(%(ids)s::text[]) AND delivery_id IS NOT NULL)
+ GROUP BY g.delivery_id;
+
+-- name: count_attempts_of
+SELECT count(*) FROM relay_attempts WHERE delivery_id = ANY(%(ids)s::text[]);
+
+-- name: count_fingerprints_of
+SELECT count(*) FROM relay_fingerprints WHERE event_id = ANY(%(ids)s::text[]);
+
+-- name: attempt_texts_of
+SELECT id, error, response FROM relay_attempts WHERE delivery_id = %(id)s;
+
+-- name: set_attempt_texts
+UPDATE relay_attempts SET error = %(error)s, response = %(response)s WHERE id = %(id)s;
+
+-- name: delivery_error
+SELECT last_error FROM relay_deliveries WHERE id = %(id)s;
+
+-- name: set_delivery_error
+UPDATE relay_deliveries SET last_error = %(error)s WHERE id = %(id)s;
+
+-- name: repoint_grouped_delivery
+-- A grouped delivery that also carries other people's events stays, pointing at one of them.
+UPDATE relay_deliveries d
+   SET event_id = (SELECT g.event_id FROM relay_group_items g WHERE g.delivery_id = d.id
+                    ORDER BY g.created_at, g.seq LIMIT 1)
+ WHERE d.id = %(id)s;
+
+-- name: delete_item
+DELETE FROM relay_group_items WHERE id = %(id)s;
+
+-- name: forget_fingerprints
+DELETE FROM relay_fingerprints WHERE event_id = ANY(%(ids)s::text[]);
+
+-- name: forget_events
+DELETE FROM relay_events WHERE id = ANY(%(ids)s::text[]);
+
+-- name: forget_groups
+-- Group keys are event fields: a group keyed by this address goes once it holds nothing.
+DELETE FROM relay_groups gr
+ WHERE strpos(lower(gr.group_key), %(needle)s) > 0
+   AND NOT EXISTS (SELECT 1 FROM relay_group_items g
+                    WHERE g.destination = gr.destination AND g.route = gr.route
+                      AND g.group_key = gr.group_key AND g.delivery_id IS NULL);
+
+-- name: prune_groups
+-- Idle groups (nothing waiting, last sent before :before) are forgotten; a new event
+-- opens them again.
+DELETE FROM relay_groups WHERE (destination, route, group_key) IN (
+    SELECT destination, route, group_key FROM relay_groups
+     WHERE flush_at IS NULL AND (last_flush_at IS NULL OR last_flush_at < %(before)s)
+     LIMIT %(limit)s);
+
+-- name: events_to_backfill
+-- Events stored before their searchable fields existed (migration 3).
+SELECT id, body FROM relay_events
+ WHERE id > %(after)s AND event_name IS NULL ORDER BY id LIMIT %(limit)s;
+
+-- name: set_event_fields
+UPDATE relay_events
+   SET event_name = %(event_name)s, hwid = %(hwid)s, user_id = %(user_id)s,
+       campaign_id = %(campaign_id)s
+ WHERE id = %(id)s;

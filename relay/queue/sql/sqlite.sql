@@ -1,0 +1,355 @@
+-- The SQLite dialect of the queue's statements (the embedded default).
+--
+-- Every statement is a named block; relay/queue/sql/postgres.sql holds the same names
+-- (a test compares the sets), and relay/queue/core.py is the only code that uses them.
+-- Parameters are named (:name). A list parameter arrives as JSON text and is read with
+-- json_each(); the PostgreSQL dialect reads the same lists as arrays. A statement with
+-- {where} takes fragments named where_*, joined with AND by the core.
+
+-- name: insert_event
+INSERT INTO events (id, received_at, body, event_name, hwid, user_id, campaign_id)
+VALUES (:id, :now, :body, :event_name, :hwid, :user_id, :campaign_id);
+
+-- name: insert_delivery
+INSERT INTO deliveries (id, event_id, destination, route, available_at, created_at,
+                        budget_start, updated_at, group_key)
+VALUES (:id, :event_id, :destination, :route, :now, :now, :now, :now, :group_key);
+
+-- name: insert_group_item
+INSERT INTO group_items (id, event_id, destination, route, group_key, created_at)
+VALUES (:id, :event_id, :destination, :route, :group_key, :now);
+
+-- name: open_group
+-- A new group goes out `wait` after its first event; a group that went out within the
+-- last `interval` goes out again no sooner than `interval` after that.
+INSERT INTO groups (destination, route, group_key, flush_at, last_flush_at)
+VALUES (:destination, :route, :group_key, :now + :wait, NULL)
+ON CONFLICT (destination, route, group_key) DO UPDATE
+   SET flush_at = COALESCE(groups.flush_at,
+                           MAX(:now + :wait, COALESCE(groups.last_flush_at + :interval, 0)));
+
+-- name: claim_fingerprint
+-- A new digest, or one older than the window, becomes ours and comes back; a fresh one
+-- stays and does not come back: the body is a duplicate.
+INSERT INTO fingerprints (digest, event_id, created_at) VALUES (:digest, :event_id, :now)
+ON CONFLICT (digest) DO UPDATE SET event_id = excluded.event_id, created_at = excluded.created_at
+ WHERE fingerprints.created_at < :since
+RETURNING digest;
+
+-- name: find_fingerprint
+SELECT digest, event_id FROM fingerprints WHERE digest = :digest;
+
+-- name: lease
+-- Taking a lease pushes available_at past the lease: a crashed holder's rows come back by
+-- themselves. The attempt is counted when taken, so a crash mid-send still uses budget.
+-- The event's body comes back with the row: one statement gives all a send needs.
+UPDATE deliveries
+   SET available_at = :until, attempts = attempts + 1, lease_owner = :owner, updated_at = :now
+ WHERE id IN (SELECT id FROM deliveries
+               WHERE destination = :destination AND state = 'pending' AND available_at <= :now
+               ORDER BY available_at LIMIT :limit)
+RETURNING id, event_id, destination, route, attempts, budget_start, group_key,
+          (SELECT body FROM events WHERE events.id = deliveries.event_id);
+
+-- name: group_bodies
+-- Every event of grouped deliveries, oldest first.
+SELECT g.delivery_id, e.body
+  FROM group_items g JOIN events e ON e.id = g.event_id
+ WHERE g.delivery_id IN (SELECT value FROM json_each(:ids))
+ ORDER BY g.created_at, g.rowid;
+
+-- name: settle
+UPDATE deliveries
+   SET state = :state, available_at = :available_at, last_error = :error,
+       last_status = :status_code, lease_owner = NULL, updated_at = :now
+ WHERE id = :id AND state = 'pending' AND lease_owner = :owner;
+
+-- name: insert_attempt
+-- Recorded even when the lease was lost meanwhile (the attempt did happen), but never for
+-- a delivery that no longer exists (`relay forget` may have erased it mid-attempt).
+INSERT INTO attempts (delivery_id, destination, n, started_at, duration_ms, outcome,
+                      status_code, error, response, method, url)
+SELECT :id, :destination, :n, :started_at, :duration_ms, :outcome, :status_code, :error,
+       :response, :method, :url
+ WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = :id);
+
+-- name: dead_letters
+SELECT d.id, d.destination, d.event_id, e.event_name, d.attempts, d.last_error,
+       d.last_status, d.updated_at, d.route
+  FROM deliveries d JOIN events e ON e.id = d.event_id
+ WHERE d.state = 'dead' AND (:destination IS NULL OR d.destination = :destination)
+ ORDER BY d.updated_at LIMIT :limit;
+
+-- name: replay_dead
+-- Dead deliveries back to pending with a fresh attempt budget (same id: same
+-- Idempotency-Key, since the destination never accepted it).
+UPDATE deliveries
+   SET state = 'pending', attempts = 0, available_at = :now, budget_start = :now,
+       lease_owner = NULL, last_error = NULL, last_status = NULL, updated_at = :now
+ WHERE state = 'dead'
+   AND (:destination IS NULL OR destination = :destination)
+   AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+RETURNING destination;
+
+-- name: due_groups
+SELECT route, group_key FROM groups
+ WHERE destination = :destination AND flush_at IS NOT NULL AND flush_at <= :now
+ ORDER BY flush_at LIMIT 100;
+
+-- name: group_open_items
+SELECT id, event_id FROM group_items
+ WHERE destination = :destination AND route = :route AND group_key = :group_key
+   AND delivery_id IS NULL
+ ORDER BY created_at, rowid;
+
+-- name: assign_items
+UPDATE group_items SET delivery_id = :delivery_id
+ WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: close_group
+UPDATE groups SET flush_at = NULL, last_flush_at = :now
+ WHERE destination = :destination AND route = :route AND group_key = :group_key;
+
+-- name: next_due
+-- The earlier of the next pending delivery and the next group flush (MIN skips NULLs).
+SELECT MIN(due) FROM (
+    SELECT MIN(available_at) AS due FROM deliveries
+     WHERE destination = :destination AND state = 'pending'
+    UNION ALL
+    SELECT MIN(flush_at) FROM groups WHERE destination = :destination AND flush_at IS NOT NULL);
+
+-- name: depth
+SELECT destination,
+       CASE WHEN state = 'pending' AND last_error IS NOT NULL THEN 'retrying' ELSE state END,
+       COUNT(*), MIN(CASE WHEN state = 'pending' THEN created_at END)
+  FROM deliveries WHERE state IN ('pending', 'dead') GROUP BY 1, 2;
+
+-- name: open_groups
+SELECT destination, COUNT(*) FROM groups WHERE flush_at IS NOT NULL GROUP BY destination;
+
+-- name: heartbeat
+-- An instance says it is alive; also the write `/readyz` probes with.
+INSERT INTO instances (id, host, pid, version, started_at, seen_at)
+VALUES (:id, :host, :pid, :version, :now, :now)
+ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at;
+
+-- name: forget_instance
+DELETE FROM instances WHERE id = :id;
+
+-- name: release_orphans
+-- Leases whose owner's heartbeat went stale come back now, not when the lease runs out.
+UPDATE deliveries SET available_at = :now, lease_owner = NULL
+ WHERE state = 'pending' AND lease_owner IS NOT NULL AND available_at > :now
+   AND lease_owner NOT IN (SELECT id FROM instances WHERE seen_at >= :alive_since);
+
+-- name: release_own
+UPDATE deliveries SET available_at = :now, lease_owner = NULL
+ WHERE state = 'pending' AND lease_owner = :owner;
+
+-- name: prune_instances
+DELETE FROM instances WHERE seen_at < :before;
+
+-- name: old_deliveries
+-- Settled deliveries past their retention: succeeded after `retention`, dead after
+-- `dead_retention`.
+SELECT id, event_id FROM deliveries
+ WHERE (state = 'succeeded' AND updated_at < :succeeded_before)
+    OR (state = 'dead' AND updated_at < :dead_before)
+ LIMIT :limit;
+
+-- name: delete_attempts_of
+DELETE FROM attempts WHERE delivery_id = :id;
+
+-- name: item_events_of
+SELECT DISTINCT event_id FROM group_items WHERE delivery_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_items_of
+DELETE FROM group_items WHERE delivery_id = :id;
+
+-- name: delete_delivery
+DELETE FROM deliveries WHERE id = :id;
+
+-- name: delete_event_if_done
+-- An event goes once nothing refers to it any more.
+DELETE FROM events
+ WHERE id = :id
+   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)
+   AND NOT EXISTS (SELECT 1 FROM group_items g WHERE g.event_id = events.id);
+
+-- name: old_orphan_events
+-- Events that never made a delivery (no route matched) or whose deliveries are gone.
+SELECT e.id FROM events e
+ WHERE e.received_at < :before
+   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+   AND NOT EXISTS (SELECT 1 FROM group_items g WHERE g.event_id = e.id)
+ LIMIT :limit;
+
+-- name: prune_fingerprints
+DELETE FROM fingerprints WHERE rowid IN (
+    SELECT rowid FROM fingerprints WHERE created_at < :before LIMIT :limit);
+
+-- name: events_page
+-- Stored events, newest first (ids are time-ordered), filtered by where_* fragments.
+SELECT e.id, e.received_at, e.body FROM events e
+ WHERE {where}
+ ORDER BY e.id DESC LIMIT :limit;
+
+-- name: where_event_name
+e.event_name = :event_name
+
+-- name: where_hwid
+e.hwid = :hwid
+
+-- name: where_user_id
+e.user_id = :user_id
+
+-- name: where_campaign_id
+e.campaign_id = :campaign_id
+
+-- name: where_before
+e.id < :before
+
+-- name: where_since
+e.id >= :since
+
+-- name: where_until
+e.id < :until
+
+-- name: where_delivery
+-- A delivery of the event to :destination (NULL: any) in :state (NULL: any). A grouped
+-- event's delivery is its group item's: pending until the group goes out.
+(EXISTS (SELECT 1 FROM deliveries d
+          WHERE d.event_id = e.id AND d.group_key IS NULL
+            AND (:destination IS NULL OR d.destination = :destination)
+            AND (:state IS NULL OR :state = CASE WHEN d.state = 'pending'
+                                                  AND d.last_error IS NOT NULL
+                                                 THEN 'retrying' ELSE d.state END))
+ OR EXISTS (SELECT 1 FROM group_items g LEFT JOIN deliveries d ON d.id = g.delivery_id
+             WHERE g.event_id = e.id
+               AND (:destination IS NULL OR g.destination = :destination)
+               AND (:state IS NULL OR :state = CASE WHEN d.id IS NULL THEN 'pending'
+                                                     WHEN d.state = 'pending'
+                                                      AND d.last_error IS NOT NULL
+                                                     THEN 'retrying' ELSE d.state END)))
+
+-- name: event
+SELECT id, received_at, body FROM events WHERE id = :id;
+
+-- name: event_deliveries
+-- Per (event, destination): the plain delivery, or the group item and the grouped
+-- delivery it went out in (NULL columns while the group waits).
+SELECT d.event_id, d.id, d.destination, d.route,
+       CASE WHEN d.state = 'pending' AND d.last_error IS NOT NULL THEN 'retrying'
+            ELSE d.state END,
+       d.attempts, d.last_error, d.last_status, d.updated_at, d.group_key, d.id
+  FROM deliveries d
+ WHERE d.event_id IN (SELECT value FROM json_each(:ids)) AND d.group_key IS NULL
+UNION ALL
+SELECT g.event_id, COALESCE(d.id, g.id), g.destination, g.route,
+       CASE WHEN d.id IS NULL THEN 'pending'
+            WHEN d.state = 'pending' AND d.last_error IS NOT NULL THEN 'retrying'
+            ELSE d.state END,
+       COALESCE(d.attempts, 0), d.last_error, d.last_status, COALESCE(d.updated_at, g.created_at),
+       g.group_key, d.id
+  FROM group_items g LEFT JOIN deliveries d ON d.id = g.delivery_id
+ WHERE g.event_id IN (SELECT value FROM json_each(:ids));
+
+-- name: attempts_of
+SELECT delivery_id, n, started_at, duration_ms, outcome, status_code, error, response,
+       method, url
+  FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(:ids))
+ ORDER BY delivery_id, n, id;
+
+-- name: delivery_for_replay
+-- What a resend of one event to one destination needs: the route and group of its delivery.
+SELECT d.id, d.destination, d.route, d.group_key FROM deliveries d
+ WHERE d.event_id = :event_id AND d.group_key IS NULL
+UNION ALL
+SELECT g.id, g.destination, g.route, g.group_key FROM group_items g
+ WHERE g.event_id = :event_id;
+
+-- name: insert_replay_item
+-- A grouped event's resend is a group of one, delivered at once.
+INSERT INTO group_items (id, event_id, destination, route, group_key, created_at, delivery_id)
+VALUES (:id, :event_id, :destination, :route, :group_key, :now, :delivery_id);
+
+-- name: events_of_address
+SELECT id FROM events WHERE hwid = :hwid AND id > :after ORDER BY id LIMIT :limit;
+
+-- name: plain_deliveries_of_events
+SELECT id, state FROM deliveries
+ WHERE event_id IN (SELECT value FROM json_each(:ids)) AND group_key IS NULL;
+
+-- name: items_of_events
+SELECT id, delivery_id FROM group_items WHERE event_id IN (SELECT value FROM json_each(:ids));
+
+-- name: grouped_deliveries_of_events
+-- Grouped deliveries carrying any of these events: all their items, how many are these
+-- events', and their state.
+SELECT g.delivery_id, COUNT(*),
+       SUM(CASE WHEN g.event_id IN (SELECT value FROM json_each(:ids)) THEN 1 ELSE 0 END),
+       (SELECT d.state FROM deliveries d WHERE d.id = g.delivery_id)
+  FROM group_items g
+ WHERE g.delivery_id IN (SELECT delivery_id FROM group_items
+                          WHERE event_id IN (SELECT value FROM json_each(:ids))
+                            AND delivery_id IS NOT NULL)
+ GROUP BY g.delivery_id;
+
+-- name: count_attempts_of
+SELECT COUNT(*) FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(:ids));
+
+-- name: count_fingerprints_of
+SELECT COUNT(*) FROM fingerprints WHERE event_id IN (SELECT value FROM json_each(:ids));
+
+-- name: attempt_texts_of
+SELECT id, error, response FROM attempts WHERE delivery_id = :id;
+
+-- name: set_attempt_texts
+UPDATE attempts SET error = :error, response = :response WHERE id = :id;
+
+-- name: delivery_error
+SELECT last_error FROM deliveries WHERE id = :id;
+
+-- name: set_delivery_error
+UPDATE deliveries SET last_error = :error WHERE id = :id;
+
+-- name: repoint_grouped_delivery
+-- A grouped delivery that also carries other people's events stays, pointing at one of them.
+UPDATE deliveries
+   SET event_id = (SELECT g.event_id FROM group_items g WHERE g.delivery_id = deliveries.id
+                    ORDER BY g.created_at, g.rowid LIMIT 1)
+ WHERE id = :id;
+
+-- name: delete_item
+DELETE FROM group_items WHERE id = :id;
+
+-- name: forget_fingerprints
+DELETE FROM fingerprints WHERE event_id IN (SELECT value FROM json_each(:ids));
+
+-- name: forget_events
+DELETE FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: forget_groups
+-- Group keys are event fields: a group keyed by this address goes once it holds nothing.
+DELETE FROM groups
+ WHERE instr(relay_lower(group_key), :needle) > 0
+   AND NOT EXISTS (SELECT 1 FROM group_items g
+                    WHERE g.destination = groups.destination AND g.route = groups.route
+                      AND g.group_key = groups.group_key AND g.delivery_id IS NULL);
+
+-- name: prune_groups
+-- Idle groups (nothing waiting, last sent before :before) are forgotten; a new event
+-- opens them again.
+DELETE FROM groups WHERE rowid IN (
+    SELECT rowid FROM groups
+     WHERE flush_at IS NULL AND (last_flush_at IS NULL OR last_flush_at < :before)
+     LIMIT :limit);
+
+-- name: events_to_backfill
+-- Events stored before their searchable fields existed (migration 3).
+SELECT id, body FROM events WHERE id > :after AND event_name IS NULL ORDER BY id LIMIT :limit;
+
+-- name: set_event_fields
+UPDATE events
+   SET event_name = :event_name, hwid = :hwid, user_id = :user_id, campaign_id = :campaign_id
+ WHERE id = :id;
