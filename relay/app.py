@@ -192,6 +192,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await rt.queue.open()
+        await rt.queue.join()
         rt.sender = Sender()
         background: list[asyncio.Task[None]] = []
         if run_workers:

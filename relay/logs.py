@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
@@ -19,7 +18,9 @@ from typing import Any, TextIO
 import msgspec
 import structlog
 
-MASK = "***"
+from .masking import MASK, SecretMasker, mask_hwid
+
+__all__ = ["MASK", "REDACTOR", "Redactor", "configure", "get_logger", "mask_hwid"]
 _ENCODER = msgspec.json.Encoder(enc_hook=str)
 
 
@@ -27,17 +28,16 @@ class Redactor:
     """A processor that masks known secret strings in every value of a log line."""
 
     def __init__(self) -> None:
-        self._pattern: re.Pattern[str] | None = None
+        self._masker = SecretMasker()
         self.mask_hwid = True
 
     def update(self, secrets: Iterable[str], mask_hwid: bool = True) -> None:
-        items = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, items))) if items else None
+        self._masker = SecretMasker(secrets)
         self.mask_hwid = mask_hwid
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self._pattern.sub(MASK, value) if self._pattern else value
+            return self._masker(value)
         if isinstance(value, dict):
             return {
                 k: mask_hwid(self._clean(v)) if k == "hwid" and self.mask_hwid else self._clean(v)
@@ -50,19 +50,9 @@ class Redactor:
     def __call__(
         self, _: Any, __: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        if self._pattern is None and not self.mask_hwid:
+        if not self._masker and not self.mask_hwid:
             return event_dict
         return self._clean(event_dict)  # type: ignore[no-any-return]
-
-
-def mask_hwid(value: Any) -> Any:
-    """``example@gmail.com`` -> ``ex***@gmail.com``; other ids keep their first 4 characters."""
-    if not isinstance(value, str):
-        return value
-    local, at, domain = value.partition("@")
-    if at:
-        return f"{local[:2]}{MASK}@{domain}"
-    return value[:4] + MASK if len(value) > 4 else MASK
 
 
 REDACTOR = Redactor()

@@ -6,7 +6,9 @@ everything else, and `relay schema` can describe them with a pattern.
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 DURATION_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$"
@@ -92,3 +94,36 @@ def schema_hook(typ: type) -> dict[str, Any]:
             "description": "a rate: 1/s, 30/m, 1000/h",
         }
     raise NotImplementedError(f"unsupported type {typ!r}")
+
+
+def parse_instant(text: str, now: float) -> float:
+    """A point in time for ``--since``/``--until``: ``1h`` (ago), ISO 8601, or epoch seconds.
+
+    ``2026-11-28`` and ``2026-11-28T10:00`` without a zone are UTC.
+    """
+    value = text.strip()
+    m = _DURATION.match(value)
+    if m:
+        return now - float(m.group(1)) * _SECONDS[m.group(2)]
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(number):
+            return number
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"expected a time like 1h (ago), 2026-11-28T10:00:00Z or epoch seconds; got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def iso(seconds: float) -> str:
+    """``2026-11-28T10:00:00.123Z``: how times are shown to operators."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -64,6 +64,7 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         request.node.stash[URL_KEY] = url
         q = open_queue(url)
         await q.open()
+        await q.join()
         stack.push_async_callback(q.close)
         yield q
 
@@ -77,6 +78,7 @@ async def instances(queue: Queue, request: pytest.FixtureRequest) -> AsyncIterat
     async def open_instance() -> Queue:
         q = open_queue(url)
         await q.open()
+        await q.join()
         opened.append(q)
         return q
 
@@ -737,6 +739,7 @@ async def _opened(url: str, callback: Callable[[str], None] | None = None) -> Qu
     if callback is not None:
         q.on_new_work(callback)
     await q.open()
+    await q.join()
     return q
 
 

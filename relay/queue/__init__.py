@@ -66,6 +66,7 @@ class Queue:
         self.owner = uuid.uuid4().hex
         self.heartbeat_every = heartbeat_every
         self.dead_after = dead_after
+        self._joined = False
         self._instance = {
             "id": self.owner,
             "host": socket.gethostname(),
@@ -85,20 +86,22 @@ class Queue:
 
     # -- life -------------------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect, migrate, announce this instance, take back the leases of dead ones."""
+        """Connect and bring the schema up to date (what every command needs)."""
         await self.transport.open()
-        try:
-            await self.heartbeat()
-            await self.release_orphans()
-        except BaseException:
-            await self.transport.close()
-            raise
+
+    async def join(self) -> None:
+        """Announce this instance (a serving relay) and take back dead instances' leases."""
+        await self.heartbeat()
+        self._joined = True
+        await self.release_orphans()
 
     async def close(self) -> None:
         """Hand our unfinished leases back (due now, not when they expire), disconnect."""
-        # Closing anyway if this fails: the leases expire, the heartbeat goes stale.
-        with contextlib.suppress(Exception):
-            await self.transport.write(lambda: core.leave(self.owner, time.time()))
+        if self._joined:
+            # Closing anyway if this fails: the leases expire, the heartbeat goes stale.
+            with contextlib.suppress(Exception):
+                await self.transport.write(lambda: core.leave(self.owner, time.time()))
+            self._joined = False
         await self.transport.close()
 
     def on_new_work(self, callback: Callable[[str], None]) -> None:
