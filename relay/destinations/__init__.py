@@ -8,7 +8,6 @@ Alertmanager's notifiers. Nothing here does I/O.
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,13 +18,12 @@ import msgspec
 
 from .. import __version__
 from ..errors import Permanent, Retryable, SpecError
+from ..outcome import retry_after_seconds, retryable_status, status_error
 from ..settings import Destination as DestinationSpec
 from ..settings import HttpDestination, SlackDestination
 
 USER_AGENT = f"pushwoosh-relay/{__version__}"
 MASK = "***"
-#: Statuses worth another attempt (CONTRACT section 6); every other non-2xx is final.
-RETRYABLE_STATUS = frozenset({408, 425, 429})
 _JSON = msgspec.json.Encoder(enc_hook=str)
 
 
@@ -85,33 +83,17 @@ def mask_url(url: str, secrets: frozenset[str] = frozenset()) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse ``Retry-After``: delta seconds or an HTTP date (RFC 9110 section 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def judge(status: int, headers: Mapping[str, str], body: str = "") -> None:
-    """Raise :class:`Retryable` or :class:`Permanent` for a non-2xx answer."""
-    if 200 <= status < 300:
+    """Raise :class:`Retryable` or :class:`Permanent` for a non-2xx answer.
+
+    The rules are :mod:`relay.outcome`'s; :func:`relay.outcome.classify` replaces this.
+    """
+    if 200 <= status <= 299:
         return
-    detail = f"HTTP {status}" + (f": {body[:200]}" if body else "")
-    if status in RETRYABLE_STATUS or status >= 500:
-        raise Retryable(
-            detail, status_code=status, retry_after=retry_after_seconds(headers.get("retry-after"))
-        )
+    detail = status_error(status, body)
+    if retryable_status(status):
+        retry_after = retry_after_seconds(headers.get("retry-after"), time.time())
+        raise Retryable(detail, status_code=status, retry_after=retry_after)
     raise Permanent(detail, status_code=status)
 
 
@@ -196,6 +178,5 @@ __all__ = [
     "encode_json",
     "judge",
     "mask_url",
-    "retry_after_seconds",
     "template_context",
 ]
