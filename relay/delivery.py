@@ -16,18 +16,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import msgspec
 from aiolimiter import AsyncLimiter
 
 from .backoff import decide
 from .config import RelayConfig
 from .destinations import Destination, template_context
-from .errors import Permanent, RenderError, Retryable
+from .errors import Permanent, RenderError, Retryable, SendFailed
 from .http_client import Sender
 from .logs import get_logger
 from .metrics import Metrics
 from .model import Leased
+from .outcome import ERROR_CHARS
 from .queue import Queue
 
 log = get_logger("relay.delivery")
@@ -163,7 +163,7 @@ class DestinationWorker:
             else:
                 answer = await self.d.sender.send(request, float(dest.spec.timeout))
                 status = answer.status
-                dest.judge(status, answer.headers, answer.snippet)
+                dest.judge(status, answer.headers, answer.excerpt(ERROR_CHARS))
         except RenderError as exc:
             await self._dead(fields, str(exc), None, started)
         except Permanent as exc:
@@ -172,11 +172,12 @@ class DestinationWorker:
             await self._failed(
                 dest, item, fields, str(exc), exc.status_code, exc.retry_after, started
             )
-        except httpx.TimeoutException as exc:
-            await self._failed(
-                dest, item, fields, f"timeout: {type(exc).__name__}", None, None, started
-            )
-        except Exception as exc:  # connection errors, and a transport's unmapped ones: retry
+        except SendFailed as exc:  # the sender's mapped transport failures
+            if exc.retryable:
+                await self._failed(dest, item, fields, exc.reason, None, None, started)
+            else:
+                await self._dead(fields, exc.reason, None, started)
+        except Exception as exc:  # a bug on the way to sending: retry, the lease is held
             await self._failed(
                 dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
             )
