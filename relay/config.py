@@ -23,6 +23,7 @@ import msgspec
 from . import rules, yamlsource
 from .destinations import Destination, compile_destination
 from .errors import ConfigError, Problem, SpecError
+from .masking import SecretMasker
 from .model import DOCUMENTED_EVENT_NAMES
 from .netfilter import IpPolicy, parse_networks
 from .routing import CompiledRoute, RouteTable
@@ -51,6 +52,11 @@ class RelayConfig:
     warnings: tuple[Problem, ...] = ()
     secrets: frozenset[str] = field(default_factory=frozenset)
     ip_policy: IpPolicy = field(default_factory=IpPolicy)
+
+    @functools.cached_property
+    def masker(self) -> SecretMasker:
+        """Masks every configured secret: logs, stored errors and answers, the console."""
+        return SecretMasker(self.secrets)
 
     def summary(self) -> str:
         return f"ok: {len(self.table.routes)} routes, {len(self.destinations)} destinations"

@@ -1,11 +1,13 @@
-"""Delivery workers: lease due deliveries, send them, record the outcome.
+"""Delivery workers: lease due deliveries, send them, record what happened.
 
-The one place that knows both the queue and the destinations. Each
-destination gets its own worker with its own concurrency and rate limit, so a
-slow or failing destination never delays another. A worker only leases what
-it can start now, so a lease never waits behind a full pipe; an attempt's
-fate is written back to the queue (succeeded, retry at T, dead), never kept
-in memory.
+The one place that knows both the queue and the destinations. Each destination
+gets its own lane (concurrency, rate limit, lease loop), so a slow or failing
+destination never delays another. An attempt is three steps kept apart: send
+(build the request, hand it to the :class:`~relay.http_client.Sender`), classify
+(pure, :func:`relay.outcome.classify`: succeeded, retry at T, dead) and record
+(:class:`Recorder`, the one place that writes the outcome, its history row,
+metrics and the log line). An attempt's fate lives in the queue, never in
+memory. Due groups become deliveries in a loop of their own (:class:`GroupFlusher`).
 """
 
 from __future__ import annotations
@@ -14,24 +16,153 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import msgspec
 from aiolimiter import AsyncLimiter
 
-from .backoff import decide
 from .config import RelayConfig
-from .destinations import Destination, template_context
-from .errors import Permanent, RenderError, Retryable
+from .destinations import Destination, OutboundRequest, mask_url, template_context
+from .errors import RenderError, SendFailed
 from .http_client import Sender
 from .logs import get_logger
+from .masking import SecretMasker
 from .metrics import Metrics
 from .model import AttemptOutcome, DeliveryState, Leased
+from .outcome import Answer, Dead, Outcome, RetryAt, Succeeded, classify
 from .queue import Queue
 from .queue.records import AttemptRecord, Settlement
 
 log = get_logger("relay.delivery")
+
+#: Characters of a destination's answer kept in the attempt history, and in a log line.
+HISTORY_CHARS = 2048
+LOG_CHARS = 200
+#: Log level and metric label per outcome (looked up at call time: logging is set up later).
+_LEVEL = {"succeeded": "info", "retrying": "warning", "dead": "error"}
+_STATE = {
+    AttemptOutcome.SUCCEEDED: DeliveryState.SUCCEEDED,
+    AttemptOutcome.RETRY: DeliveryState.PENDING,
+    AttemptOutcome.DEAD: DeliveryState.DEAD,
+}
+_LOG_OUTCOME = {
+    AttemptOutcome.SUCCEEDED: "succeeded",
+    AttemptOutcome.RETRY: "retrying",
+    AttemptOutcome.DEAD: "dead",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt did: when, for how long, what was sent and what came back."""
+
+    item: Leased
+    started_at: float  # wall clock, for the history
+    duration: float  # seconds, monotonic
+    request: OutboundRequest | None
+    answer: Answer | None
+    outcome: Outcome
+
+
+class Recorder:
+    """Writes an attempt's outcome: the queue (state + history row), metrics, log line.
+
+    Every text that came from a destination is masked with the config's secrets
+    before it is stored or logged (CONTRACT section 10).
+    """
+
+    def __init__(self, queue: Queue, metrics: Metrics, config: Callable[[], RelayConfig]) -> None:
+        self.queue = queue
+        self.metrics = metrics
+        self.config = config
+
+    def masker(self) -> SecretMasker:
+        return self.config().masker
+
+    async def record(self, dest: Destination, attempt: Attempt) -> None:
+        item, outcome = attempt.item, attempt.outcome
+        mask = self.masker()
+        now = time.time()
+        kind = outcome.kind
+        status = outcome.status if dest.sends else None  # `log` sends nothing: no HTTP status
+        error = _error(outcome)
+        response = None
+        if attempt.answer is not None and attempt.answer.body:
+            response = mask(attempt.answer.excerpt(len(attempt.answer.body)))[:HISTORY_CHARS]
+        request = attempt.request
+        history = AttemptRecord(
+            n=item.attempts,
+            started_at=attempt.started_at,
+            duration_ms=round(attempt.duration * 1000, 3),
+            outcome=kind,
+            status_code=status,
+            error=error,
+            response=response,
+            method=None if request is None else request.method,
+            url=None if request is None else mask(mask_url(request.url, dest.secrets)),
+        )
+        await self.queue.settle(
+            Settlement(
+                item.id,
+                item.destination,
+                _STATE[kind],
+                outcome.at if isinstance(outcome, RetryAt) else now,
+                now,
+                history,
+                error,
+                status,
+            )
+        )
+        self._report(dest.name, item, attempt, status, error, response)
+
+    def _report(
+        self,
+        name: str,
+        item: Leased,
+        attempt: Attempt,
+        status: int | None,
+        error: str | None,
+        response: str | None,
+    ) -> None:
+        outcome = attempt.outcome
+        label = _LOG_OUTCOME[outcome.kind]
+        self.metrics.deliveries.labels(name, label).inc()
+        self.metrics.attempts.labels(name, str(outcome.kind)).inc()
+        self.metrics.duration.labels(name).observe(attempt.duration)
+        fields: dict[str, Any] = {
+            "delivery_id": item.id,
+            "event_id": item.event_id,
+            "destination": name,
+            "attempt": item.attempts,
+            "status_code": status,
+            "duration_ms": round(attempt.duration * 1000, 1),
+        }
+        if item.group_key is not None:
+            fields["group_key"] = _key(item.group_key)
+            fields["events"] = max(1, len(item.events))
+        if error is not None:
+            fields["error"] = error
+            if response:
+                fields["response_excerpt"] = response[:LOG_CHARS]
+            if attempt.answer is not None and attempt.answer.interrupted:
+                fields["answer_interrupted"] = attempt.answer.interrupted
+        if isinstance(outcome, RetryAt):
+            fields["retry_in_s"] = round(outcome.delay, 3)
+        getattr(log, _LEVEL[label])(f"delivery.{label}", **fields)
+
+
+def _error(outcome: Outcome) -> str | None:
+    if isinstance(outcome, Succeeded):
+        return None
+    if isinstance(outcome, Dead):
+        return outcome.summary
+    return outcome.error
+
+
+def _key(key: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(key)
+    return decoded
 
 
 def _limiter(dest: Destination) -> AsyncLimiter | None:
@@ -44,7 +175,7 @@ def _limiter(dest: Destination) -> AsyncLimiter | None:
 
 
 class DestinationWorker:
-    """Sends the deliveries of one destination."""
+    """One destination's lane: leases what it can start now and sends it."""
 
     def __init__(self, name: str, dispatcher: Dispatcher) -> None:
         self.name = name
@@ -53,14 +184,10 @@ class DestinationWorker:
         self.inflight: set[asyncio.Task[None]] = set()
         self.limiter: AsyncLimiter | None = None
         self._limiter_for: Destination | None = None
-        self._next_flush_check = 0.0
         self.task: asyncio.Task[None] | None = None
 
     def destination(self) -> Destination | None:
         return self.d.config().destinations.get(self.name)
-
-    def _slot_free(self, dest: Destination) -> int:
-        return dest.spec.concurrency - len(self.inflight)
 
     async def run(self) -> None:
         while not self.d.stopping:
@@ -71,21 +198,18 @@ class DestinationWorker:
                 continue
             if dest is not self._limiter_for:
                 self.limiter, self._limiter_for = _limiter(dest), dest
-            free = self._slot_free(dest)
+            free = dest.spec.concurrency - len(self.inflight)
             # Lease in chunks, not one row per finished request: each lease is a write.
             if free <= 0 or (self.inflight and free < max(1, dest.spec.concurrency // 4)):
                 await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             # Cleared before looking, so a wake-up that lands while we look is not lost.
             self.wakeup.clear()
-            await self._flush_groups()
             now = time.time()
-            lease_s = self.d.lease_seconds(dest)
             try:
-                batch = await self.d.queue.lease(self.name, free, lease_s, now)
+                batch = await self.d.queue.lease(self.name, free, self.d.lease_seconds(dest), now)
             except Exception as exc:
                 log.warning("queue.lease_failed", destination=self.name, error=str(exc))
-                self.wakeup.clear()
                 await self._sleep(self.d.poll_interval())
                 continue
             for item in batch:
@@ -94,23 +218,6 @@ class DestinationWorker:
                 task.add_done_callback(self.inflight.discard)
             if len(batch) < free:
                 await self._sleep(await self._idle_for())
-
-    async def _flush_groups(self) -> None:
-        """Due groups become deliveries; checked at most every 100 ms (and on every wakeup)."""
-        now = time.time()
-        if now < self._next_flush_check:
-            return
-        self._next_flush_check = now + 0.1
-        max_events = {
-            r.name: r.group.max_events for r in self.d.config().table.routes if r.group is not None
-        }
-        try:
-            made = await self.d.queue.flush_groups(self.name, max_events, now)
-        except Exception as exc:
-            log.warning("queue.flush_failed", destination=self.name, error=str(exc))
-            return
-        for key, count in made:
-            log.info("group.flushed", destination=self.name, group_key=_key(key), events=count)
 
     async def _idle_for(self) -> float:
         poll = self.d.poll_interval()
@@ -123,14 +230,14 @@ class DestinationWorker:
         return max(0.0, min(poll, due - time.time()))
 
     async def _sleep(self, seconds: float) -> None:
-        """Until woken (new work, reload, stop) or ``seconds`` pass; then check groups."""
-        self._next_flush_check = 0.0
+        """Until woken (new work, reload, stop) or ``seconds`` pass."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
 
     async def _attempt(self, dest: Destination, item: Leased) -> None:
         try:
-            await self._send(dest, item)
+            attempt = await self._send(dest, item)
+            await self.d.recorder.record(dest, attempt)
         except Exception as exc:  # the queue failed while recording: the lease will expire
             log.error(
                 "delivery.record_failed",
@@ -139,152 +246,86 @@ class DestinationWorker:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
-    async def _send(self, dest: Destination, item: Leased) -> None:
+    async def _send(self, dest: Destination, item: Leased) -> Attempt:
+        """Build and send one attempt, and classify what came of it."""
         if self.limiter is not None:
             await self.limiter.acquire()
-        fields: dict[str, Any] = {
-            "delivery_id": item.id,
-            "event_id": item.event_id,
-            "destination": self.name,
-            "attempt": item.attempts,
-        }
-        if item.group_key is not None:
-            fields["group_key"] = _key(item.group_key)
-            fields["events"] = max(1, len(item.events))
-        started = time.perf_counter()
-        started_at = time.time()
-        status: int | None = None
-        record = _Recorder(self.d.queue, item, started_at, started)
+        started_at, started = time.time(), time.perf_counter()
+        request: OutboundRequest | None = None
+        answer: Answer | None = None
+        result: Answer | SendFailed | RenderError
         try:
             request = dest.build(self.d.context_for(item), item.id)
-            if not dest.sends:
+            if dest.sends:
+                answer = result = await self.d.sender.send(request, float(dest.spec.timeout))
+            else:
                 log.info(
                     "delivery.logged",
-                    **fields,
+                    delivery_id=item.id,
+                    event_id=item.event_id,
+                    destination=self.name,
                     request=request.display(dest.secrets, dest.secret_headers),
                 )
-            else:
-                answer = await self.d.sender.send(request, float(dest.spec.timeout))
-                status = answer.status
-                dest.judge(status, answer.headers, answer.snippet)
-        except RenderError as exc:
-            await self._dead(record, fields, str(exc), None, started)
-        except Permanent as exc:
-            await self._dead(record, fields, str(exc), exc.status_code, started)
-        except Retryable as exc:
-            await self._failed(
-                record, dest, item, fields, str(exc), exc.status_code, exc.retry_after, started
-            )
-        except httpx.TimeoutException as exc:
-            await self._failed(
-                record, dest, item, fields, f"timeout: {type(exc).__name__}", None, None, started
-            )
-        except Exception as exc:  # connection errors, and a transport's unmapped ones: retry
-            await self._failed(
-                record, dest, item, fields, f"{type(exc).__name__}: {exc}", None, None, started
-            )
-        else:
-            await record(DeliveryState.SUCCEEDED, AttemptOutcome.SUCCEEDED, None, status)
-            self._report("succeeded", fields, status, started)
+                result = Answer(200, {})
+        except (RenderError, SendFailed) as exc:
+            result = exc
+        outcome = classify(
+            result,
+            dest.spec.retry,
+            attempts=item.attempts,
+            budget_start=item.created_at,
+            now=time.time(),
+            mask=self.d.recorder.masker(),
+        )
+        duration = time.perf_counter() - started
+        return Attempt(item, started_at, duration, request, answer, outcome)
 
-    async def _failed(
-        self,
-        record: _Recorder,
-        dest: Destination,
-        item: Leased,
-        fields: dict[str, Any],
-        error: str,
-        status: int | None,
-        retry_after: float | None,
-        started: float,
-    ) -> None:
-        now = time.time()
-        decision = decide(dest.spec.retry, item.attempts, item.created_at, now, retry_after)
-        if decision.delay is None:
-            await self._dead(record, fields, f"{error} ({decision.reason})", status, started)
+
+class GroupFlusher:
+    """Turns due groups into deliveries, for every destination, in a loop of its own.
+
+    It sleeps until the earliest group is due (at most ``poll_interval``), or until
+    woken because new events opened a group, then wakes the destinations it fed.
+    """
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+        self.wakeup = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.d.stopping:
+            self.wakeup.clear()
+            now = time.time()
+            try:
+                due = await self.d.queue.group_flush_times()
+            except Exception as exc:
+                log.warning("queue.flush_failed", error=str(exc))
+                due = {}
+            for destination, at in sorted(due.items()):
+                if at <= now:
+                    await self._flush(destination, now)
+            later = [at for at in due.values() if at > now]
+            wait = min([self.d.poll_interval(), *(at - time.time() for at in later)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=max(0.0, wait))
+
+    async def _flush(self, destination: str, now: float) -> None:
+        max_events = {
+            r.name: r.group.max_events for r in self.d.config().table.routes if r.group is not None
+        }
+        try:
+            made = await self.d.queue.flush_groups(destination, max_events, now)
+        except Exception as exc:
+            log.warning("queue.flush_failed", destination=destination, error=str(exc))
             return
-        await record(
-            DeliveryState.PENDING, AttemptOutcome.RETRY, error, status, now + decision.delay
-        )
-        self._report(
-            "retrying", fields, status, started, error=error, retry_in_s=round(decision.delay, 3)
-        )
-
-    async def _dead(
-        self,
-        record: _Recorder,
-        fields: dict[str, Any],
-        error: str,
-        status: int | None,
-        started: float,
-    ) -> None:
-        await record(DeliveryState.DEAD, AttemptOutcome.DEAD, error, status)
-        self._report("dead", fields, status, started, error=error)
-
-    def _report(
-        self, outcome: str, fields: dict[str, Any], status: int | None, started: float, **extra: Any
-    ) -> None:
-        """Metrics and the `delivery.<outcome>` log line of a recorded attempt."""
-        elapsed = time.perf_counter() - started
-        self.d.metrics.deliveries.labels(self.name, outcome).inc()
-        self.d.metrics.duration.labels(self.name).observe(elapsed)
-        getattr(log, _LEVEL[outcome])(
-            f"delivery.{outcome}",
-            **fields,
-            status_code=status,
-            duration_ms=round(elapsed * 1000, 1),
-            **extra,
-        )
-
-
-class _Recorder:
-    """Writes one attempt's outcome and its history row (interim: see the classifier)."""
-
-    def __init__(self, queue: Queue, item: Leased, started_at: float, started: float) -> None:
-        self.queue, self.item, self.started_at, self.started = queue, item, started_at, started
-
-    async def __call__(
-        self,
-        state: DeliveryState,
-        outcome: AttemptOutcome,
-        error: str | None,
-        status: int | None,
-        available_at: float | None = None,
-    ) -> None:
-        now = time.time()
-        attempt = AttemptRecord(
-            n=self.item.attempts,
-            started_at=self.started_at,
-            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            outcome=outcome,
-            status_code=status,
-            error=error,
-        )
-        await self.queue.settle(
-            Settlement(
-                self.item.id,
-                self.item.destination,
-                state,
-                now if available_at is None else available_at,
-                now,
-                attempt,
-                error,
-                status,
-            )
-        )
-
-
-#: Log level per outcome (looked up at call time: the logger is configured after import).
-_LEVEL = {"succeeded": "info", "retrying": "warning", "dead": "error"}
-
-
-def _key(key: str) -> dict[str, Any]:
-    decoded: dict[str, Any] = msgspec.json.decode(key)
-    return decoded
+        for key, count in made:
+            log.info("group.flushed", destination=destination, group_key=_key(key), events=count)
+        if made:
+            self.d.wake([destination])
 
 
 class Dispatcher:
-    """Runs one :class:`DestinationWorker` per configured destination."""
+    """Runs one :class:`DestinationWorker` per configured destination, and the flusher."""
 
     def __init__(
         self,
@@ -297,8 +338,11 @@ class Dispatcher:
         self.config = config
         self.sender = sender
         self.metrics = metrics
+        self.recorder = Recorder(queue, metrics, config)
         self.stopping = False
         self.workers: dict[str, DestinationWorker] = {}
+        self.flusher = GroupFlusher(self)
+        self._flusher_task: asyncio.Task[None] | None = None
 
     def poll_interval(self) -> float:
         return float(self.config().settings.queue.poll_interval)
@@ -323,6 +367,7 @@ class Dispatcher:
         self.queue.on_new_work(
             lambda destination: self.wake([destination] if destination else None)
         )
+        self._flusher_task = asyncio.create_task(self.flusher.run(), name="group-flusher")
         self.sync()
 
     def sync(self) -> None:
@@ -334,6 +379,8 @@ class Dispatcher:
                 self.workers[name] = worker
 
     def wake(self, destinations: list[str] | None = None) -> None:
+        """New work for these destinations (None: all); groups may have opened too."""
+        self.flusher.wakeup.set()
         for name, worker in self.workers.items():
             if destinations is None or name in destinations:
                 worker.wakeup.set()
@@ -346,6 +393,8 @@ class Dispatcher:
         self.stopping = True
         self.wake()
         loops = [w.task for w in self.workers.values() if w.task is not None]
+        if self._flusher_task is not None:
+            loops.append(self._flusher_task)
         inflight = [t for w in self.workers.values() for t in w.inflight]
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=grace)

@@ -5,7 +5,9 @@ This module imports nothing from the relay so every layer can raise these.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class RelayError(Exception):
@@ -59,20 +61,64 @@ class RenderError(RelayError):
     """A template failed at send time: the delivery is dead, the relay goes on."""
 
 
-class Retryable(RelayError):
-    """A delivery attempt failed in a way that a later attempt may fix."""
+class SendFailed(RelayError):
+    """An attempt got no answer from the destination; ``reason`` says why in a few words.
 
-    def __init__(
-        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.retry_after = retry_after
+    Only the sender raises these: it maps every transport failure (httpx, aiohttp,
+    OSError, timeouts) onto this hierarchy, so nothing above it knows which HTTP
+    library ran. ``reason`` is short and fit for a log line ("connect refused").
+    A plain ``SendFailed`` is a failure the sender could not name more precisely.
+    """
+
+    #: Whether another attempt may get through; only a request that cannot be sent is final.
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-class Permanent(RelayError):
-    """A delivery attempt failed in a way that retrying cannot fix."""
+class ConnectFailed(SendFailed):
+    """No connection: refused, DNS lookup failed, unreachable, TLS handshake failed."""
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+
+class ConnectionReset(SendFailed):
+    """The destination reset or closed the connection before it answered."""
+
+
+class TimeoutPhase(enum.StrEnum):
+    """What an attempt was waiting for when its time ran out."""
+
+    CONNECT = "connect"
+    WRITE = "write"
+    READ = "read"
+    POOL = "pool"
+    OVERALL = "overall"
+
+
+_TIMEOUT_REASON = {
+    TimeoutPhase.CONNECT: "no connection within {}s",
+    TimeoutPhase.WRITE: "request not sent within {}s",
+    TimeoutPhase.READ: "no answer within {}s",
+    TimeoutPhase.POOL: "no free connection within {}s",
+    TimeoutPhase.OVERALL: "no complete answer within {}s",
+}
+
+
+class SendTimeout(SendFailed):
+    """The attempt ran out of time; ``phase`` says waiting for what, ``seconds`` how long."""
+
+    def __init__(self, phase: TimeoutPhase, seconds: float) -> None:
+        super().__init__(_TIMEOUT_REASON[phase].format(f"{seconds:g}"))
+        self.phase = phase
+        self.seconds = seconds
+
+
+class ProtocolViolation(SendFailed):
+    """The destination sent something that is not HTTP, or headers over the parser's limits."""
+
+
+class RequestInvalid(SendFailed):
+    """The request itself cannot be sent (a header value the wire forbids): never retried."""
+
+    retryable: ClassVar[bool] = False

@@ -5,30 +5,55 @@ httpx's own transport spends a whole core at a few hundred requests per second
 merging work a relay never needs (a third of a drain's CPU in profiles). The
 :class:`Sender` builds an ``httpx.Request`` and hands it straight to a transport:
 `httpx-aiohttp` by default, httpx's own with ``RELAY_HTTP_TRANSPORT=httpx`` (to
-compare, or where aiohttp is unwanted). One overall deadline per attempt bounds
-slow-drip answers that per-phase timeouts would let through.
+compare, or where aiohttp is unwanted).
+
+This is the boundary where the HTTP libraries end. Of any answer at most
+:data:`ANSWER_CAP` bytes are read, by streaming, and the rest is discarded by
+closing the connection, so memory stays bounded whatever a destination sends
+(CONTRACT section 10). One overall deadline per attempt bounds slow-drip
+answers that per-phase timeouts would let through. Every failure of the
+transports (httpx, aiohttp, OSError, timeouts) leaves as a
+:class:`~relay.errors.SendFailed`, so nothing above this module catches httpx
+or aiohttp types (httpx's ``map_exceptions`` at its transport boundary is the model).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
-from dataclasses import dataclass
+import socket
+import ssl
+from collections.abc import AsyncGenerator, Iterator
+from typing import cast
 
+import aiohttp
 import httpx
+from aiohttp import http_exceptions
 
 from .destinations import OutboundRequest
+from .errors import (
+    ConnectFailed,
+    ConnectionReset,
+    ProtocolViolation,
+    RequestInvalid,
+    SendFailed,
+    SendTimeout,
+    TimeoutPhase,
+)
+from .outcome import Answer
 
 LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
-#: Bytes of an error answer kept for the log line and `relay dlq list`.
-SNIPPET = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    headers: httpx.Headers
-    snippet: str  # the start of a non-2xx body, for the error message
+#: Bytes of any answer read; the attempt history keeps the first 2 KB, errors 200 characters.
+ANSWER_CAP = 4096
+#: Past the cap, a rest known (Content-Length) to be at most this is read and dropped, so
+#: the connection can be kept alive; anything bigger or of unknown size closes it instead.
+DRAIN_LIMIT = 64 * 1024
+#: Seconds a response's close may take once the answer is in hand.
+CLOSE_GRACE = 1.0
+#: Characters of a library's own message kept in a reason, which only a person reads.
+_MESSAGE_CHARS = 120
 
 
 def make_transport() -> httpx.AsyncBaseTransport:
@@ -44,7 +69,7 @@ def make_transport() -> httpx.AsyncBaseTransport:
 
 
 class Sender:
-    """Sends an :class:`OutboundRequest`; raises ``httpx`` errors like a client would."""
+    """Sends an :class:`OutboundRequest`: an :class:`Answer`, or :class:`SendFailed` raised."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.transport = transport or make_transport()
@@ -60,26 +85,259 @@ class Sender:
         return parsed
 
     async def send(self, outbound: OutboundRequest, timeout: float) -> Answer:
-        request = httpx.Request(
-            outbound.method,
-            self._url(outbound.url),
-            headers=outbound.headers,
-            content=outbound.body,
-            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
-        )
-        try:
-            async with asyncio.timeout(timeout):
+        """One attempt, all of it (connect, send, headers, capped body) within ``timeout``.
+
+        Once the status line is in, the destination has answered: a body that
+        breaks off or outlasts the deadline makes the answer ``truncated``, not a failure.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        with map_exceptions(timeout):
+            request = httpx.Request(
+                outbound.method,
+                self._url(outbound.url),
+                headers=outbound.headers,
+                content=outbound.body,
+                extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+            )
+            async with asyncio.timeout_at(deadline):
                 response = await self.transport.handle_async_request(request)
-                try:
-                    snippet = ""
-                    if not 200 <= response.status_code < 300:
-                        body = await response.aread()
-                        snippet = body[:SNIPPET].decode("utf-8", "replace").strip()
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise httpx.ReadTimeout(f"no complete answer within {timeout:g}s") from None
-        return Answer(response.status_code, response.headers, snippet)
+        try:
+            return await _read_answer(response, deadline, timeout)
+        finally:
+            await _close(response)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+async def _read_answer(response: httpx.Response, deadline: float, timeout: float) -> Answer:
+    """Status, headers and at most :data:`ANSWER_CAP` bytes of the body."""
+    body = bytearray()
+    seen = 0  # bytes of the body received, kept or not
+    truncated = False
+    interrupted = ""
+    chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    try:
+        async with asyncio.timeout_at(deadline), contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                seen += len(chunk)
+                room = ANSWER_CAP - len(body)
+                body += chunk[:room]
+                if len(chunk) > room:
+                    truncated = True
+                    if not _worth_draining(response, seen):
+                        break  # closing the connection discards the rest unread
+    except Exception as exc:  # the body broke off or the deadline passed: the status stands
+        if not truncated:  # a failed drain loses only the connection
+            truncated, interrupted = True, failure(exc, timeout).reason
+    headers = dict(response.headers)  # lower-case names, repeated fields joined
+    return Answer(response.status_code, headers, bytes(body), truncated, interrupted)
+
+
+def _worth_draining(response: httpx.Response, seen: int) -> bool:
+    """Whether the rest of the body is known to be small enough to read for keep-alive."""
+    length = response.headers.get("content-length", "")
+    if not (length.isascii() and length.isdigit()) or len(length) > 18:
+        return False
+    return 0 <= int(length) - seen <= DRAIN_LIMIT
+
+
+async def _close(response: httpx.Response) -> None:
+    """Release the connection, or close it when its body was not read to the end."""
+    # The answer is in hand: a close that fails or hangs costs only the connection.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_GRACE):
+            await response.aclose()
+
+
+@contextlib.contextmanager
+def map_exceptions(timeout: float) -> Iterator[None]:
+    """Re-raise whatever a transport raises as a :class:`SendFailed`, the original as cause."""
+    try:
+        yield
+    except SendFailed:
+        raise
+    except Exception as exc:
+        raise failure(exc, timeout) from exc
+
+
+def failure(exc: BaseException, timeout: float) -> SendFailed:
+    """The relay's error for a transport's exception; ``timeout`` was the attempt's budget.
+
+    httpx-aiohttp maps aiohttp's errors onto httpx types coarsely (a reset or a
+    closed connection becomes ``ConnectTimeout``; a malformed answer is not mapped
+    at all), so aiohttp's own error, kept as the cause, is read first.
+    """
+    if type(exc) is TimeoutError:  # asyncio's: the overall deadline passed
+        return SendTimeout(TimeoutPhase.OVERALL, timeout)
+    chain = list(_chain(exc))
+    for link in chain:
+        if isinstance(link, aiohttp.ClientError | http_exceptions.HttpProcessingError):
+            return _from_aiohttp(link, chain, timeout)
+    if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+        return _from_httpx(exc, chain, timeout)
+    if isinstance(exc, TimeoutError):
+        return SendTimeout(TimeoutPhase.OVERALL, timeout)
+    if isinstance(exc, OSError):
+        return _from_os(exc)
+    if isinstance(exc, ValueError | TypeError):  # e.g. a header value the wire forbids
+        return _unsendable(exc)
+    return SendFailed(f"{type(exc).__name__}: {_message(exc)}")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and its causes, outermost first; a group stands for its first member."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen and len(seen) < 16:
+        seen.add(id(link))
+        yield link
+        if isinstance(link, BaseExceptionGroup) and link.exceptions:
+            link = link.exceptions[0]
+        elif link.__cause__ is not None:
+            link = link.__cause__
+        elif link.args and isinstance(link.args[0], BaseException):
+            # httpcore wraps the original as its argument, then re-raises `from None`.
+            link = link.args[0]
+        else:
+            link = None if link.__suppress_context__ else link.__context__
+
+
+def _os_error(chain: list[BaseException]) -> OSError | None:
+    """The innermost operating-system error among the causes, which names what happened."""
+    found = None
+    for link in chain:
+        if isinstance(link, OSError) and not isinstance(link, TimeoutError):
+            found = link
+    return found
+
+
+def _from_aiohttp(exc: BaseException, chain: list[BaseException], timeout: float) -> SendFailed:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return SendTimeout(TimeoutPhase.CONNECT, timeout)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return SendTimeout(TimeoutPhase.READ, timeout)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ConnectFailed("DNS lookup failed")
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.CertificateError):
+        return _tls(chain)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _from_os(exc.os_error, connecting=True)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ConnectionReset("connection closed by peer")
+    if isinstance(exc, aiohttp.ClientOSError | ConnectionError):
+        return _from_os(_os_error(chain) or cast(OSError, exc))
+    if isinstance(exc, aiohttp.ClientResponseError | http_exceptions.HttpProcessingError):
+        # A malformed answer reaches us as a ClientResponseError caused by the parser's error.
+        return _protocol(exc, chain)
+    if isinstance(exc, aiohttp.ClientPayloadError):  # the body broke off or is malformed
+        os_error = _os_error(chain)
+        if os_error is not None:
+            return _from_os(os_error)
+        if "ConnectionResetError" in str(exc):  # aiohttp names the reset only in its message
+            return ConnectionReset("connection reset by peer")
+        if any(isinstance(c, http_exceptions.ContentLengthError) for c in chain):
+            return ConnectionReset("connection closed by peer")
+        return ProtocolViolation("malformed answer body")
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return RequestInvalid("the URL cannot be used")
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return ConnectionReset("connection closed")
+    return SendFailed(f"{type(exc).__name__}: {_message(exc)}")
+
+
+def _from_httpx(exc: Exception, chain: list[BaseException], timeout: float) -> SendFailed:
+    if isinstance(exc, httpx.TimeoutException):
+        return SendTimeout(_PHASES.get(type(exc), TimeoutPhase.OVERALL), timeout)
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return RequestInvalid("the URL cannot be used")
+    if isinstance(exc, httpx.LocalProtocolError):
+        return _unsendable(exc)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        # httpcore's "Server disconnected without ...", h11's "peer closed connection without ..."
+        if "disconnected" in str(exc) or "peer closed" in str(exc):
+            return ConnectionReset("connection closed by peer")
+        return _protocol(exc, chain)
+    os_error = _os_error(chain)
+    if isinstance(exc, httpx.ConnectError | httpx.ProxyError):
+        if os_error is not None:
+            return _from_os(os_error, connecting=True)
+        if any(isinstance(c, ssl.CertificateError) for c in chain):
+            return _tls(chain)
+        return ConnectFailed(f"connect failed: {_message(exc)}")
+    if isinstance(exc, httpx.NetworkError):
+        if os_error is not None:
+            return _from_os(os_error)
+        return ConnectionReset(f"connection broken: {_message(exc)}")
+    return SendFailed(f"{type(exc).__name__}: {_message(exc)}")
+
+
+_PHASES: dict[type[Exception], TimeoutPhase] = {
+    httpx.ConnectTimeout: TimeoutPhase.CONNECT,
+    httpx.WriteTimeout: TimeoutPhase.WRITE,
+    httpx.ReadTimeout: TimeoutPhase.READ,
+    httpx.PoolTimeout: TimeoutPhase.POOL,
+}
+
+_UNREACHABLE = {
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.EHOSTDOWN: "host down",
+    errno.ETIMEDOUT: "connect timed out",
+}
+
+
+def _from_os(exc: OSError, *, connecting: bool = False) -> SendFailed:
+    """Name an operating-system error; ``connecting`` when it came while connecting."""
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return ConnectFailed("connect refused")
+    if isinstance(exc, socket.gaierror):
+        return ConnectFailed("DNS lookup failed")
+    if isinstance(exc, ConnectionResetError) or exc.errno == errno.ECONNRESET:
+        return ConnectionReset("connection reset by peer")
+    if isinstance(exc, BrokenPipeError | ConnectionAbortedError) or exc.errno == errno.EPIPE:
+        return ConnectionReset("connection closed by peer")
+    if isinstance(exc, ssl.SSLError):
+        return _tls([exc])
+    if exc.errno in _UNREACHABLE:
+        return ConnectFailed(_UNREACHABLE[exc.errno])
+    detail = exc.strerror or _message(exc)
+    return ConnectFailed(f"connect failed: {detail}") if connecting else SendFailed(detail)
+
+
+def _tls(chain: list[BaseException]) -> ConnectFailed:
+    """A failed TLS handshake, named by OpenSSL's reason rather than its long message."""
+    err = next((c for c in reversed(chain) if isinstance(c, ssl.SSLError)), None)
+    if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
+        detail = f"certificate verify failed: {err.verify_message}"
+    elif err is not None and err.reason:
+        detail = err.reason.lower().replace("_", " ")
+    else:
+        detail = _message(err or chain[-1])
+    return ConnectFailed(f"TLS failed: {detail}")
+
+
+def _unsendable(exc: BaseException) -> RequestInvalid:
+    # The library's message may quote a header value, which is a secret: name the problem only.
+    if isinstance(exc, UnicodeEncodeError):
+        problem = "a header is not ASCII"
+    elif "header" in str(exc).lower():
+        problem = "a header name or value is not allowed on the wire"
+    else:
+        problem = type(exc).__name__
+    return RequestInvalid(f"the request cannot be sent: {problem}")
+
+
+def _protocol(exc: BaseException, chain: list[BaseException]) -> ProtocolViolation:
+    """A malformed answer; headers over the parser's limits are named as such."""
+    if any(isinstance(c, http_exceptions.LineTooLong) or "too long" in str(c) for c in chain):
+        return ProtocolViolation("oversized answer headers")
+    # aiohttp's message (not its str, which quotes the URL) starts with what is wrong.
+    message = getattr(exc, "message", None)
+    detail = message.splitlines()[0].rstrip(":") if isinstance(message, str) and message else ""
+    return ProtocolViolation(f"not an HTTP answer: {detail or _message(exc)}")
+
+
+def _message(exc: BaseException) -> str:
+    """A library's message, one line and short: it may quote what the destination sent."""
+    return " ".join(str(exc).split())[:_MESSAGE_CHARS] or type(exc).__name__

@@ -27,6 +27,12 @@ class Metrics:
             ["destination", "outcome"],
             registry=r,
         )
+        self.attempts = Counter(
+            "relay_attempts",
+            "Delivery attempts by outcome (succeeded, retry, dead).",
+            ["destination", "outcome"],
+            registry=r,
+        )
         self.duration = Histogram(
             "relay_delivery_duration_seconds",
             "Time of one delivery attempt.",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -12,8 +10,7 @@ import pytest
 import respx
 
 from relay.config import parse_config
-from relay.destinations import judge, mask_url, retry_after_seconds
-from relay.errors import Permanent, Retryable
+from relay.destinations import mask_url
 
 CONFIG = """
 destinations:
@@ -102,42 +99,3 @@ def test_display_masks_secrets(config: Any, bounced: dict[str, Any]) -> None:
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
-
-
-@pytest.mark.parametrize(
-    ("status", "outcome"),
-    [
-        (200, None),
-        (201, None),
-        (204, None),
-        (408, Retryable),
-        (425, Retryable),
-        (429, Retryable),
-        (500, Retryable),
-        (503, Retryable),
-        (599, Retryable),
-        (400, Permanent),
-        (401, Permanent),
-        (404, Permanent),
-        (410, Permanent),
-        (301, Permanent),
-        (302, Permanent),
-    ],
-)
-def test_judge(status: int, outcome: type[Exception] | None) -> None:
-    if outcome is None:
-        judge(status, {})
-    else:
-        with pytest.raises(outcome):
-            judge(status, {})
-
-
-def test_retry_after() -> None:
-    assert retry_after_seconds("120") == 120.0
-    assert retry_after_seconds("-5") == 0.0
-    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
-    now = time.time()
-    assert 58 <= (retry_after_seconds(formatdate(now + 60, usegmt=True), now) or 0) <= 61
-    with pytest.raises(Retryable) as err:
-        judge(429, {"retry-after": "7"})
-    assert err.value.retry_after == 7.0

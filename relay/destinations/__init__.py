@@ -1,4 +1,4 @@
-"""Destinations: turn a delivery into one HTTP request, and judge the answer.
+"""Destinations: turn a delivery into one HTTP request.
 
 Each destination type is a small module (``slack``, ``http``, ``log``) that
 only builds requests and says whether a failure is worth retrying; the retry
@@ -8,8 +8,6 @@ Alertmanager's notifiers. Nothing here does I/O.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,14 +16,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from .. import __version__
-from ..errors import Permanent, Retryable, SpecError
+from ..errors import SpecError
 from ..settings import Destination as DestinationSpec
 from ..settings import HttpDestination, SlackDestination
 
 USER_AGENT = f"pushwoosh-relay/{__version__}"
 MASK = "***"
-#: Statuses worth another attempt (CONTRACT section 6); every other non-2xx is final.
-RETRYABLE_STATUS = frozenset({408, 425, 429})
 _JSON = msgspec.json.Encoder(enc_hook=str)
 
 
@@ -85,36 +81,6 @@ def mask_url(url: str, secrets: frozenset[str] = frozenset()) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse ``Retry-After``: delta seconds or an HTTP date (RFC 9110 section 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def judge(status: int, headers: Mapping[str, str], body: str = "") -> None:
-    """Raise :class:`Retryable` or :class:`Permanent` for a non-2xx answer."""
-    if 200 <= status < 300:
-        return
-    detail = f"HTTP {status}" + (f": {body[:200]}" if body else "")
-    if status in RETRYABLE_STATUS or status >= 500:
-        raise Retryable(
-            detail, status_code=status, retry_after=retry_after_seconds(headers.get("retry-after"))
-        )
-    raise Permanent(detail, status_code=status)
-
-
 def check_url(url: str, path: str) -> None:
     """Fail at load for a URL the HTTP client could not use."""
     parts = urlsplit(url)
@@ -140,9 +106,6 @@ class Destination:
 
     def build(self, context: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
         raise NotImplementedError
-
-    def judge(self, status: int, headers: Mapping[str, str], body: str = "") -> None:
-        judge(status, headers, body)
 
 
 def template_context(
@@ -188,14 +151,10 @@ __all__ = [
     "USER_AGENT",
     "Destination",
     "OutboundRequest",
-    "Permanent",
-    "Retryable",
     "base_headers",
     "check_url",
     "compile_destination",
     "encode_json",
-    "judge",
     "mask_url",
-    "retry_after_seconds",
     "template_context",
 ]

@@ -165,6 +165,10 @@ class Queue:
         """Turn every due group of ``destination`` into deliveries (see core.flush_groups)."""
         return await self.transport.write(lambda: core.flush_groups(destination, max_events, now))
 
+    async def group_flush_times(self) -> dict[str, float]:
+        """Per destination, when its earliest open group is due."""
+        return await self.transport.read(core.group_flush_times)
+
     async def next_due(self, destination: str) -> float | None:
         """When the earliest pending delivery or group flush of ``destination`` is due."""
         return await self.transport.read(lambda: core.next_due(destination))

@@ -320,6 +320,11 @@ def flush_groups(
     return made
 
 
+def group_flush_times() -> Op[dict[str, float]]:
+    """Per destination, when its earliest open group is due."""
+    return {dest: float(at) for dest, at in (yield _rows("group_flush_times"))}
+
+
 def next_due(destination: str) -> Op[float | None]:
     [(due,)] = yield _rows("next_due", destination=destination)
     return None if due is None else float(due)

@@ -135,6 +135,10 @@ SELECT destination,
        count(*), min(CASE WHEN state = 'pending' THEN created_at END)
   FROM relay_deliveries WHERE state IN ('pending', 'dead') GROUP BY 1, 2;
 
+-- name: group_flush_times
+-- When each destination's earliest group is due (the flusher sleeps until then).
+SELECT destination, MIN(flush_at) FROM relay_groups WHERE flush_at IS NOT NULL GROUP BY destination;
+
 -- name: open_groups
 SELECT destination, count(*) FROM relay_groups WHERE flush_at IS NOT NULL
  GROUP BY destination;

@@ -124,6 +124,10 @@ SELECT destination,
        COUNT(*), MIN(CASE WHEN state = 'pending' THEN created_at END)
   FROM deliveries WHERE state IN ('pending', 'dead') GROUP BY 1, 2;
 
+-- name: group_flush_times
+-- When each destination's earliest group is due (the flusher sleeps until then).
+SELECT destination, MIN(flush_at) FROM groups WHERE flush_at IS NOT NULL GROUP BY destination;
+
 -- name: open_groups
 SELECT destination, COUNT(*) FROM groups WHERE flush_at IS NOT NULL GROUP BY destination;
 
