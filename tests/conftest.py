@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from relay.queue import Queue, open_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -41,6 +44,55 @@ def sink() -> Any:
 
     with Sink() as s:
         yield s
+
+
+URL_KEY = pytest.StashKey[str]()
+OpenInstance = Callable[[], Awaitable[Queue]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
+    """An opened queue (joined, as a serving relay's) on a fresh store of each backend."""
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'queue.db'}"
+        else:
+            from . import pg
+
+            url = await stack.enter_async_context(pg.fresh_schema())
+        request.node.stash[URL_KEY] = url
+        q = open_queue(url)
+        await q.open()
+        await q.join()
+        stack.push_async_callback(q.close)
+        yield q
+
+
+@pytest.fixture
+async def instances(queue: Queue, request: pytest.FixtureRequest) -> AsyncIterator[OpenInstance]:
+    """Open another instance (another relay process, as far as the store can tell)."""
+    url = request.node.stash[URL_KEY]
+    opened: list[Queue] = []
+
+    async def open_instance() -> Queue:
+        q = open_queue(url)
+        await q.open()
+        await q.join()
+        opened.append(q)
+        return q
+
+    yield open_instance
+    for q in opened:
+        await q.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL schema (for the PostgreSQL-only tests)."""
+    from . import pg
+
+    async with pg.fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

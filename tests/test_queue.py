@@ -16,193 +16,37 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from relay.cli import main as cli_main
 from relay.errors import QueueUnavailable, QueueURLInvalid
-from relay.model import (
-    AttemptOutcome,
-    DeliveryState,
-    Grouping,
-    Leased,
-    NewDelivery,
-    NewEvent,
-    new_id,
-    search_fields,
-)
 from relay.queue import (
     DEFAULT_MAX_EVENTS,
     Accepted,
     Cutoffs,
-    EventFilter,
     Queue,
-    Settlement,
     open_queue,
 )
 from relay.queue.catalogue import load
-from relay.queue.records import AttemptRecord
 from relay.queue.sqlite import SqliteTransport
 
 from . import pg
-
-URL_KEY = pytest.StashKey[str]()
-OpenInstance = Callable[[], Awaitable[Queue]]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
-    """An opened queue on a fresh store of each backend."""
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'queue.db'}"
-        else:
-            url = await stack.enter_async_context(pg.fresh_schema())
-        request.node.stash[URL_KEY] = url
-        q = open_queue(url)
-        await q.open()
-        await q.join()
-        stack.push_async_callback(q.close)
-        yield q
-
-
-@pytest.fixture
-async def instances(queue: Queue, request: pytest.FixtureRequest) -> AsyncIterator[OpenInstance]:
-    """Open another instance (another relay process, as far as the store can tell)."""
-    url = request.node.stash[URL_KEY]
-    opened: list[Queue] = []
-
-    async def open_instance() -> Queue:
-        q = open_queue(url)
-        await q.open()
-        await q.join()
-        opened.append(q)
-        return q
-
-    yield open_instance
-    for q in opened:
-        await q.close()
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL schema (for the PostgreSQL-only tests)."""
-    async with pg.fresh_schema() as url:
-        yield url
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def event(
-    *destinations: str,
-    body: bytes | None = None,
-    fingerprint: bytes | None = None,
-    name: str = "Email Bounced",
-) -> NewEvent:
-    body = body if body is not None else msgspec.json.encode({"event_name": name, "hwid": new_id()})
-    return NewEvent(
-        new_id(),
-        body,
-        tuple(NewDelivery(new_id(), d, f"to-{d}") for d in destinations),
-        fingerprint,
-        fields_of(body),
-    )
-
-
-def fields_of(body: bytes) -> dict[str, str | None]:
-    """What the receiver indexes of a body (nothing for one that is not an object)."""
-    try:
-        decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return {}
-    return search_fields(decoded) if isinstance(decoded, dict) else {}
-
-
-def grouped(
-    key: str = '{"campaign_id":1}',
-    *,
-    route: str = "digest",
-    wait: float = 30,
-    interval: float = 300,
-    also: tuple[str, ...] = (),
-    n: int = 0,
-) -> NewEvent:
-    """An event whose crm delivery joins group ``key`` of ``route`` (plus plain ``also``)."""
-    body = msgspec.json.encode({"event_name": "Email Bounced", "n": n})
-    item = NewDelivery(new_id(), "crm", route, Grouping(key, wait, interval))
-    plain = (NewDelivery(new_id(), d, f"to-{d}") for d in also)
-    return NewEvent(new_id(), body, (item, *plain), None, fields_of(body))
-
-
-def numbers(bodies: list[bytes]) -> list[int]:
-    return [msgspec.json.decode(b)["n"] for b in bodies]
-
-
-async def put(queue: Queue, *events: NewEvent, now: float, window: float = 0.0) -> list[Accepted]:
-    return await queue.enqueue(list(events), window, now)
-
-
-async def settle(
-    queue: Queue,
-    d: Leased,
-    state: DeliveryState,
-    now: float,
-    *,
-    error: str | None = None,
-    status: int | None = None,
-    at: float | None = None,
-) -> None:
-    """Record an attempt on ``d`` as a worker would."""
-    outcome = {
-        DeliveryState.SUCCEEDED: AttemptOutcome.SUCCEEDED,
-        DeliveryState.PENDING: AttemptOutcome.RETRY,
-        DeliveryState.DEAD: AttemptOutcome.DEAD,
-    }[state]
-    attempt = AttemptRecord(d.attempts, now, 1.5, outcome, status, error, "answer", "POST", "u")
-    await queue.settle(
-        Settlement(
-            d.id, d.destination, state, now if at is None else at, now, attempt, error, status
-        )
-    )
-
-
-async def succeed(queue: Queue, d: Leased, now: float, status: int = 200) -> None:
-    await settle(queue, d, DeliveryState.SUCCEEDED, now, status=status)
-
-
-async def retry(
-    queue: Queue,
-    d: Leased,
-    at: float,
-    now: float,
-    error: str = "HTTP 503",
-    status: int | None = 503,
-) -> None:
-    await settle(queue, d, DeliveryState.PENDING, now, error=error, status=status, at=at)
-
-
-async def bury(
-    queue: Queue, d: Leased, now: float, error: str = "HTTP 400", status: int | None = 400
-) -> None:
-    await settle(queue, d, DeliveryState.DEAD, now, error=error, status=status)
-
-
-async def stored_events(queue: Queue) -> set[str]:
-    """Ids of every stored event, through the queue's own listing."""
-    page = await queue.events(EventFilter(), limit=10_000)
-    return {e.id for e in page.events}
-
-
-async def stored_deliveries(queue: Queue) -> set[str]:
-    """Ids of every delivery (or waiting group item) of the stored events."""
-    page = await queue.events(EventFilter(), limit=10_000)
-    return {d.id for e in page.events for d in e.deliveries}
-
-
-def cutoffs(before: float) -> Cutoffs:
-    return Cutoffs(before, before, before, before)
+from .conftest import URL_KEY, OpenInstance
+from .queuekit import (
+    bury,
+    cutoffs,
+    event,
+    grouped,
+    numbers,
+    put,
+    retry,
+    stored_deliveries,
+    stored_events,
+    succeed,
+)
 
 
 async def drop_tables(queue: Queue) -> None:
