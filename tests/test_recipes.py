@@ -24,7 +24,7 @@ from relay.config import RelayConfig, load_config
 from relay.destinations import OutboundRequest, template_context
 
 from .process import ROOT, Server, clean_env, relay
-from .vendors import Endpoint, StandIn, Window, catalog
+from .vendors import Endpoint, Limits, StandIn, Window, catalog
 
 RECIPES = ROOT / "examples" / "recipes"
 EMAIL_EVENTS = (
@@ -424,6 +424,10 @@ class Probe:
     def path(self) -> str:
         return self.recipe.lands[self.destination][0]
 
+    @property
+    def limits(self) -> Limits:
+        return self.recipe.endpoints()[self.path].limits
+
     def post(self, vendor: StandIn, events: list[dict[str, Any]], **headers: str) -> httpx.Response:
         request = render(self.recipe, self.destination, events)
         return httpx.post(
@@ -440,7 +444,7 @@ class Probe:
         """
         request = render(self.recipe, self.destination, [event(i) for i in range(n)])
         body = request.body or b""
-        limit = vendor.endpoints[self.path].limits.max_bytes
+        limit = self.limits.max_bytes
         if limit is not None and len(body) > limit:
             body = minimal_tracking_batch(n)
         return httpx.post(vendor.url + path_of(request), content=body, headers=request.headers)
@@ -448,14 +452,16 @@ class Probe:
 
 PROBES = [Probe(r, d) for r in RECIPE_LIST for d in r.lands]
 by_probe = pytest.mark.parametrize("probe", PROBES, ids=[p.destination for p in PROBES])
+COUNTED = [p for p in PROBES if p.limits.max_events != catalog.UNLIMITED]
+SIZED = [p for p in PROBES if p.limits.max_bytes is not None]
 
 
-@by_probe
+@pytest.mark.parametrize(  # RudderStack and Customer.io document bytes only
+    "probe", COUNTED, ids=[p.destination for p in COUNTED]
+)
 def test_stand_in_refuses_a_batch_over_the_documented_count(probe: Probe) -> None:
+    limits = probe.limits
     with StandIn(probe.recipe.endpoints()) as vendor:
-        limits = vendor.endpoints[probe.path].limits
-        if limits.max_events == catalog.UNLIMITED:
-            pytest.skip("the vendor documents no count limit, only bytes")
         over = probe.post_batch(vendor, limits.max_events + 1)
         assert over.status_code == limits.overcount_status
         assert not vendor.accepted, "an over-full batch was recorded"
@@ -464,12 +470,13 @@ def test_stand_in_refuses_a_batch_over_the_documented_count(probe: Probe) -> Non
         assert sum(vendor.accepted.values()) == limits.max_events
 
 
-@by_probe
+@pytest.mark.parametrize(  # HubSpot and Braze document counts only
+    "probe", SIZED, ids=[p.destination for p in SIZED]
+)
 def test_stand_in_refuses_a_body_over_the_documented_size(probe: Probe) -> None:
+    limits = probe.limits
+    assert limits.max_bytes is not None
     with StandIn(probe.recipe.endpoints()) as vendor:
-        limits = vendor.endpoints[probe.path].limits
-        if limits.max_bytes is None:
-            pytest.skip("the vendor documents no byte limit")
         big = event(0, hwid="x" * limits.max_bytes + "@example.org")
         answer = probe.post(vendor, [big])
         assert answer.status_code == limits.oversize_status
@@ -477,11 +484,11 @@ def test_stand_in_refuses_a_body_over_the_documented_size(probe: Probe) -> None:
 
 
 @pytest.mark.parametrize(
-    "probe", [p for p in PROBES if p.destination in ("segment", "rudderstack")]
+    "probe", [p for p in PROBES if p.limits.max_event_bytes], ids=["segment", "rudderstack"]
 )
 def test_stand_in_refuses_an_event_over_the_documented_size(probe: Probe) -> None:
     with StandIn(probe.recipe.endpoints()) as vendor:
-        limits = vendor.endpoints[probe.path].limits
+        limits = probe.limits
         assert limits.max_event_bytes is not None
         big = event(0, hwid="x" * limits.max_event_bytes + "@example.org")
         assert probe.post(vendor, [event(1), big]).status_code == limits.oversize_status
