@@ -164,10 +164,6 @@ class StandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def statuses(self) -> Counter[int]:
-        with self.lock:
-            return Counter(e.status for e in self.exchanges)
-
     def answer(
         self, path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
