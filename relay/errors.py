@@ -49,6 +49,14 @@ class ConfigError(RelayError):
         self.problems = problems
 
 
+class CliError(RelayError):
+    """A mistake on the command line or in its inputs; exit with ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class QueueUnavailable(RelayError):
     """The queue cannot take writes right now (disk full, database down)."""
 

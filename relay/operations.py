@@ -53,6 +53,7 @@ def _delivery(view: DeliveryView) -> dict[str, Any]:
         "last_error": view.last_error,
         "updated_at": iso(view.updated_at),
         **({"group": msgspec.json.decode(view.group_key)} if view.group_key else {}),
+        **({"waiting_in_group": True} if view.waiting else {}),
     }
 
 

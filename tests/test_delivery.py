@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from .helpers import config_text, eventually, rows, running_app
+from .helpers import config_text, eventually, running_app
 from .sink import Answer, Sink
+from .store import deliveries_of, store
 
 
 def http_config(db: Path, url: str, extra: str = "", route_extra: str = "") -> str:
@@ -32,8 +34,24 @@ def http_config(db: Path, url: str, extra: str = "", route_extra: str = "") -> s
     )
 
 
-def states(db: Path) -> list[tuple[Any, ...]]:
-    return rows(db, "SELECT state, attempts, last_status FROM deliveries")
+async def states(client: Any) -> list[tuple[Any, ...]]:
+    """(state, attempts, last status) of every delivery in the app's queue."""
+    queue = client.app.state.runtime.queue
+    return [(str(d.state), d.attempt_count, d.status_code) for d in await deliveries_of(queue)]
+
+
+async def retried(client: Any) -> bool:
+    """At least two attempts were made."""
+    return bool((await states(client))[0][1] >= 2)
+
+
+def settled(client: Any, expected: list[tuple[Any, ...]]) -> Callable[[], Awaitable[bool]]:
+    """A check for :func:`eventually`: the deliveries' states are ``expected``."""
+
+    async def check() -> bool:
+        return await states(client) == expected
+
+    return check
 
 
 async def test_500_500_429_retry_after_then_200(
@@ -46,10 +64,11 @@ async def test_500_500_429_retry_after_then_200(
             r = await client.post("/webhooks/pushwoosh", json=bounced)
             assert r.status_code == 200
             got = await eventually(lambda: len(sink.received) >= 4 and sink.received)
-            await eventually(lambda: states(db) == [("succeeded", 4, 200)])
+            await eventually(settled(client, [("succeeded", 4, 200)]))
     assert [g.method for g in got] == ["POST"] * 4
     keys = {g.headers["idempotency-key"] for g in got}
-    assert keys == {rows(db, "SELECT id FROM deliveries")[0][0]}
+    with store(db) as stored:
+        assert keys == {d.id for d in stored.deliveries()}
     assert all(g.headers["user-agent"].startswith("pushwoosh-relay/") for g in got)
     assert all(g.json() == bounced for g in got)  # default body: the event as received
     assert got[3].at - got[2].at >= 0.95  # Retry-After: 1 honoured
@@ -95,7 +114,7 @@ async def test_other_4xx_is_dead_at_once(
     with capture_logs() as logs:
         async with running_app(http_config(db, sink.url)) as client:
             await client.post("/webhooks/pushwoosh", json=bounced)
-            await eventually(lambda: states(db) == [("dead", 1, status)])
+            await eventually(settled(client, [("dead", 1, status)]))
     dead = [e for e in logs if e["event"] == "delivery.dead"]
     assert len(dead) == 1 and dead[0]["status_code"] == status
     assert f"HTTP {status}" in dead[0]["error"] and "no such hook" in dead[0]["error"]
@@ -110,7 +129,7 @@ async def test_retryable_statuses(
     sink.script = [Answer(status)]
     async with running_app(http_config(db, sink.url)) as client:
         await client.post("/webhooks/pushwoosh", json=bounced)
-        await eventually(lambda: states(db) == [("succeeded", 2, 200)])
+        await eventually(settled(client, [("succeeded", 2, 200)]))
 
 
 async def test_404_dead_then_replayed(tmp_path: Path, sink: Sink, bounced: dict[str, Any]) -> None:
@@ -122,14 +141,14 @@ async def test_404_dead_then_replayed(tmp_path: Path, sink: Sink, bounced: dict[
         app = client.app
         queue = app.state.runtime.queue
         await client.post("/webhooks/pushwoosh", json=bounced)
-        await eventually(lambda: states(db) == [("dead", 1, 404)])
+        await eventually(settled(client, [("dead", 1, 404)]))
         dead = await queue.dead_letters()
         assert [(d.destination, d.event_name, d.attempts) for d in dead] == [
             ("crm", "Email Bounced", 1)
         ]
         assert "HTTP 404" in dead[0].last_error
         assert await queue.replay([dead[0].id], None, time.time()) == 1
-        await eventually(lambda: states(db) == [("succeeded", 1, 200)])
+        await eventually(settled(client, [("succeeded", 1, 200)]))
     assert len(sink.received) == 2
     assert (
         sink.received[0].headers["idempotency-key"] == sink.received[1].headers["idempotency-key"]
@@ -144,7 +163,7 @@ async def test_gives_up_after_max_attempts(
     with capture_logs() as logs:
         async with running_app(http_config(db, sink.url)) as client:
             await client.post("/webhooks/pushwoosh", json=bounced)
-            await eventually(lambda: states(db) == [("dead", 5, 500)])
+            await eventually(settled(client, [("dead", 5, 500)]))
     dead = [e for e in logs if e["event"] == "delivery.dead"]
     assert "gave up after 5 attempts" in dead[0]["error"]
     assert len(sink.received) == 5
@@ -163,7 +182,7 @@ async def test_connection_refused_and_timeout_are_retried(
     with capture_logs() as logs:
         async with running_app(http_config(db, f"http://127.0.0.1:{closed}/")) as client:
             await client.post("/webhooks/pushwoosh", json=bounced)
-            await eventually(lambda: states(db)[0][1] >= 2)
+            await eventually(lambda: retried(client))
     errors = [e["error"] for e in logs if e["event"] == "delivery.retrying"]
     assert errors and all(e == "connect refused" for e in errors)
 
@@ -172,7 +191,7 @@ async def test_connection_refused_and_timeout_are_retried(
     with capture_logs() as logs:
         async with running_app(http_config(db2, sink.url)) as client:
             await client.post("/webhooks/pushwoosh", json=bounced)
-            await eventually(lambda: states(db2) == [("succeeded", 2, 200)])
+            await eventually(settled(client, [("succeeded", 2, 200)]))
     first = next(e["error"] for e in logs if e["event"] == "delivery.retrying")
     assert first == "no complete answer within 1s"
 
@@ -197,7 +216,7 @@ async def test_render_error_at_send_time_is_dead_not_a_crash(
     with capture_logs() as logs:
         async with running_app(text) as client:
             await client.post("/webhooks/pushwoosh", json=bounced)
-            await eventually(lambda: states(db) == [("dead", 1, None)])
+            await eventually(settled(client, [("dead", 1, None)]))
             ok = dict(bounced, custom_field="vip")
             await client.post("/webhooks/pushwoosh", json=ok)
             got = sink.wait_for(1)
@@ -326,4 +345,5 @@ async def test_deliveries_of_a_removed_destination_are_kept_and_reported(
             pass
     stranded = [e for e in logs if e["event"] == "queue.unknown_destination"]
     assert stranded and stranded[0]["destination"] == "crm" and stranded[0]["deliveries"] == 1
-    assert states(db)[0][0] == "pending"  # kept, not dropped
+    with store(db) as stored:
+        assert stored.states() == ["pending"]  # kept, not dropped

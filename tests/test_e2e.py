@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .helpers import rows
 from .process import ROOT, Server, relay, wait
 from .sink import Answer, Sink
+from .store import store
 
 
 def write(
@@ -21,11 +21,13 @@ def write(
     concurrency: int = 4,
     timeout: str = "30s",
     retry: str = "{max_attempts: 5, initial_delay: 200ms, max_delay: 500ms}",
+    url: str | None = None,
 ) -> Path:
     cfg = tmp_path / "relay.yaml"
+    url = url or f"sqlite:///{tmp_path}/q.db"
     cfg.write_text(f"""
 server: {{dedupe_window: 0, shutdown_grace: 2s}}
-queue: {{url: "sqlite:///{tmp_path}/q.db", poll_interval: 200ms}}
+queue: {{url: "{url}", poll_interval: 200ms, heartbeat: 200ms}}
 destinations:
   crm: {{type: http, url: "{sink_url}", timeout: {timeout}, concurrency: {concurrency},
          retry: {retry}}}
@@ -36,11 +38,11 @@ routes:
 
 
 def test_sigkill_with_deliveries_pending_loses_nothing(
-    tmp_path: Path, bounced: dict[str, Any]
+    tmp_path: Path, bounced: dict[str, Any], queue_url: str
 ) -> None:
-    with Sink() as sink:
+    with Sink() as sink, store(queue_url) as stored:
         sink.default = Answer(200, delay=30)  # first process: every attempt hangs in flight
-        cfg = write(tmp_path, sink.url, concurrency=4)
+        cfg = write(tmp_path, sink.url, concurrency=4, url=queue_url)
         first = Server(tmp_path, cfg)
         ids = []
         for i in range(20):
@@ -49,28 +51,29 @@ def test_sigkill_with_deliveries_pending_loses_nothing(
             ids += r.json()["ids"]
         sink.wait_for(4)  # 4 in flight, 16 waiting
         first.kill()  # SIGKILL: no chance to clean up
-        assert len(rows(tmp_path / "q.db", "SELECT id FROM deliveries WHERE state='pending'")) == 20
+        assert stored.states() == ["pending"] * 20
 
         sink.default = Answer(200)
         second = Server(tmp_path, cfg)
         try:
-            done = "SELECT count(*) FROM deliveries WHERE state='succeeded'"
-            wait(lambda: rows(tmp_path / "q.db", done)[0][0] == 20)
+            wait(lambda: stored.states() == ["succeeded"] * 20)
         finally:
             assert second.stop() == 0
+        assert {e.id for e in stored.events()} == set(ids)
     delivered = {json.loads(r.body)["user_id"] for r in sink.received if r.body}
     assert delivered == {str(i) for i in range(20)}
-    assert set(rows(tmp_path / "q.db", "SELECT id FROM events")) == {(i,) for i in ids}
 
 
-def test_dlq_list_and_replay_while_serving(tmp_path: Path, bounced: dict[str, Any]) -> None:
-    with Sink() as sink:
+def test_dlq_list_and_replay_while_serving(
+    tmp_path: Path, bounced: dict[str, Any], queue_url: str
+) -> None:
+    with Sink() as sink, store(queue_url) as stored:
         sink.script = [Answer(404, body=b"gone")]
-        cfg = write(tmp_path, sink.url)
+        cfg = write(tmp_path, sink.url, url=queue_url)
         server = Server(tmp_path, cfg)
         try:
             assert server.post(bounced).status_code == 200
-            wait(lambda: rows(tmp_path / "q.db", "SELECT state FROM deliveries") == [("dead",)])
+            wait(lambda: stored.states() == ["dead"])
             listed = relay("dlq", "list", "--config", str(cfg), cwd=tmp_path)
             assert listed.returncode == 0, listed.stderr
             assert "crm" in listed.stdout and "Email Bounced" in listed.stdout
@@ -91,9 +94,7 @@ def test_dlq_list_and_replay_while_serving(tmp_path: Path, bounced: dict[str, An
             start = time.time()
             sink.wait_for(2, timeout=5)
             assert time.time() - start < 5
-            wait(
-                lambda: rows(tmp_path / "q.db", "SELECT state FROM deliveries") == [("succeeded",)]
-            )
+            wait(lambda: stored.states() == ["succeeded"])
             assert relay(
                 "dlq", "replay", "--all", "--config", str(cfg), cwd=tmp_path
             ).stdout.startswith("replayed 0")
@@ -125,8 +126,10 @@ def test_sigterm_exits_zero_leaving_the_rest_queued(
         start = time.time()
         assert server.stop(signal.SIGTERM) == 0
         assert time.time() - start < 8
-        pending = rows(tmp_path / "q.db", "SELECT state, lease_owner FROM deliveries")
-        assert pending == [("pending", None)] * 3
+        with store(tmp_path / "q.db") as stored:
+            assert stored.states() == ["pending"] * 3
+            # ... and none is still leased: all three are due again now.
+            assert len(stored.call(lambda: stored.queue.lease("crm", 10, 30, time.time()))) == 3
 
 
 def test_quickstart_shipped_config(tmp_path: Path) -> None:

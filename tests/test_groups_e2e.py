@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .helpers import rows
-from .process import Server, relay
+from .process import Server, relay, wait
 from .sink import Answer, Sink
+from .store import store
 
 
 def write(tmp_path: Path, url: str) -> Path:
     cfg = tmp_path / "relay.yaml"
     cfg.write_text(f"""
 server: {{dedupe_window: 0}}
-queue: {{url: "sqlite:///{tmp_path}/q.db", poll_interval: 100ms}}
+queue: {{url: "sqlite:///{tmp_path}/q.db", poll_interval: 100ms, heartbeat: 200ms}}
 destinations:
   crm: {{type: http, url: "{url}", timeout: 30s, concurrency: 4}}
 routes:
@@ -49,27 +48,14 @@ def test_sigkill_with_groups_open(tmp_path: Path, bounced: dict[str, Any]) -> No
         post(2)
         post(3)  # these wait for the interval: their groups are open
         first.kill()
-        open_items = rows(
-            tmp_path / "q.db", "SELECT count(*) FROM group_items WHERE delivery_id IS NULL"
-        )[0][0]
-        sink.default = Answer(200)
-        second = Server(tmp_path, cfg)
-        try:
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                left = rows(
-                    tmp_path / "q.db", "SELECT count(*) FROM deliveries WHERE state != 'succeeded'"
-                )[0][0]
-                items = rows(
-                    tmp_path / "q.db", "SELECT count(*) FROM group_items WHERE delivery_id IS NULL"
-                )[0][0]
-                if left == 0 and items == 0:
-                    break
-                time.sleep(0.1)
-            else:
-                raise AssertionError("groups not all delivered")
-        finally:
-            assert second.stop() == 0
+        with store(tmp_path / "q.db") as stored:
+            open_items = sum(d.waiting for d in stored.deliveries())
+            sink.default = Answer(200)
+            second = Server(tmp_path, cfg)
+            try:
+                wait(lambda: set(stored.states()) == {"succeeded"}, timeout=20)
+            finally:
+                assert second.stop() == 0
     by_delivery: dict[str, set[str]] = defaultdict(set)
     for r in sink.received:
         body = json.loads(r.body)

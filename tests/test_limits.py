@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .helpers import config_text, eventually, rows, running_app
+from .helpers import config_text, eventually, running_app
 from .sink import Answer, Sink
+from .store import deliveries_of
 
 
 async def test_rate_limit_spaces_requests(
@@ -94,9 +95,12 @@ async def test_metrics_expose_contract_series(
         await client.post("/webhooks/pushwoosh", json=bounced)
         await client.post("/webhooks/pushwoosh", json=dict(bounced, user_id="2"))
         await client.post("/webhooks/pushwoosh", content=b"not json")
-        await eventually(
-            lambda: sorted(rows(db, "SELECT state FROM deliveries")) == [("dead",), ("succeeded",)]
-        )
+        queue = client.app.state.runtime.queue
+
+        async def settled() -> bool:
+            return sorted(str(d.state) for d in await deliveries_of(queue)) == ["dead", "succeeded"]
+
+        await eventually(settled)
         r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text

@@ -484,6 +484,7 @@ def _deliveries_of(event_ids: list[str], with_attempts: bool) -> Op[dict[str, li
                 float(at),
                 key,
                 tuple(attempts.get(sent_id, ())) if sent_id else (),
+                waiting=sent_id is None,
             )
         )
     for views in out.values():

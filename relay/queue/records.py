@@ -154,6 +154,7 @@ class DeliveryView:
     updated_at: float
     group_key: str | None = None
     attempts: tuple[AttemptView, ...] = ()
+    waiting: bool = False  # still an item of its group: the group has not gone out yet
 
 
 @dataclass(frozen=True, slots=True)
