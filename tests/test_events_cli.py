@@ -100,7 +100,8 @@ def test_find_read_fix_and_replay_a_dead_event(
                 for r in sink.received
                 if r.json()["hwid"] == "Jane.Doe@example.com"
             ]
-            assert len(keys) == len(set(keys)) == 2  # the resend is a new delivery: a new Idempotency-Key
+            # The resend is a new delivery: a new Idempotency-Key.
+            assert len(keys) == len(set(keys)) == 2
         finally:
             assert server.stop() == 0
 
