@@ -24,7 +24,7 @@ import functools
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -52,9 +52,10 @@ CHANNEL = "relay_work"
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DEFAULT_POOL_SIZE = 10
 APPLICATION_NAME = "pushwoosh-relay"
-#: How long a caller waits for a pooled connection before the queue counts as unavailable
-#: (the receiver then answers 503 instead of hanging).
-POOL_TIMEOUT = 5.0
+#: How long one operation (waiting for a pooled connection included) may take before the
+#: queue counts as unavailable: the receiver then answers 503 instead of hanging, even when
+#: the database went silent (a partition sends no reset).
+OPERATION_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 10
 #: The listener checks its connection this often when no notification arrives, so a
 #: silently dropped connection is noticed and replaced.
@@ -97,6 +98,7 @@ class PostgresTransport(Transport):
         self._listener: asyncio.Task[None] | None = None
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self._waiting: dict[str, list[_Waiting]] = {}
+        self._abandoned: set[asyncio.Future[Any]] = set()
         self._committers: dict[str, set[asyncio.Task[None]]] = {}
 
     # -- connections ------------------------------------------------------------------------
@@ -133,7 +135,7 @@ class PostgresTransport(Transport):
                 min_size=1,
                 max_size=self.pool_size,
                 open=False,
-                timeout=POOL_TIMEOUT,
+                timeout=OPERATION_TIMEOUT,
                 check=AsyncConnectionPool.check_connection,
                 name="relay",
             )
@@ -184,17 +186,32 @@ class PostgresTransport(Transport):
         return version
 
     @contextlib.asynccontextmanager
-    async def _conn(
-        self, timeout: float | None = None
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled autocommit connection; every database error becomes QueueUnavailable."""
         if self._pool is None:
             raise QueueUnavailable("the queue is closed")
         try:
-            async with self._pool.connection(timeout=timeout) as conn:
+            async with self._pool.connection() as conn:
                 yield conn
         except (psycopg.Error, OSError) as exc:
             raise QueueUnavailable(f"PostgreSQL queue error: {_one_line(exc)}") from None
+
+    async def _bounded(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
+        """``work``'s result within ``timeout`` seconds, or QueueUnavailable.
+
+        A silent server (a partition sends no reset) must not hold the caller: on
+        cancellation psycopg asks the server to cancel the query and waits for that
+        too, so the work runs as a task of its own, and past the deadline the caller
+        leaves it to finish (and give its connection back) in the background.
+        """
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if task in done:
+            return task.result()
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        raise QueueUnavailable(f"PostgreSQL did not answer within {timeout:g}s")
 
     # -- running operations -----------------------------------------------------------------
     async def _run(self, conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
@@ -240,21 +257,22 @@ class PostgresTransport(Transport):
                     break
         return rows
 
-    async def write(self, factory: OpFactory[T]) -> T:
+    async def _in_transaction(self, factory: OpFactory[T]) -> T:
         async with self._conn() as conn, conn.transaction():
             return await self._run(conn, factory())
 
-    async def read(self, factory: OpFactory[T]) -> T:
+    async def _outside_transaction(self, factory: OpFactory[T]) -> T:
         async with self._conn() as conn:
             return await self._run(conn, factory())
 
+    async def write(self, factory: OpFactory[T]) -> T:
+        return await self._bounded(self._in_transaction(factory), OPERATION_TIMEOUT)
+
+    async def read(self, factory: OpFactory[T]) -> T:
+        return await self._bounded(self._outside_transaction(factory), OPERATION_TIMEOUT)
+
     async def probe(self, factory: OpFactory[None], timeout: float) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                async with self._conn(timeout=timeout) as conn, conn.transaction():
-                    await self._run(conn, factory())
-        except TimeoutError:
-            raise QueueUnavailable(f"PostgreSQL did not answer within {timeout:g}s") from None
+        await self._bounded(self._in_transaction(factory), timeout)
 
     async def merged(self, kind: str, arg: Any) -> Any:
         """Queue this call with the others waiting: one transaction for them all.
