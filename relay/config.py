@@ -25,6 +25,7 @@ from .destinations import Destination, compile_destination
 from .errors import ConfigError, Problem, SpecError
 from .model import DOCUMENTED_EVENT_NAMES
 from .netfilter import IpPolicy, parse_networks
+from .patterns import Budget
 from .routing import CompiledRoute, RouteTable
 from .settings import Config, Name
 from .settings import Destination as DestinationSpec
@@ -161,6 +162,7 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
 
     routes: list[CompiledRoute] = []
     seen: dict[str, int] = {}
+    budget = Budget()  # what all the routes' regexes and globs may compile to, together
     for i, route in enumerate(settings.routes):
         path = f"routes[{i}]"
         if route.name in seen:
@@ -177,10 +179,9 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
                 problems.append(
                     doc.problem(f"{path}.to[{j}]", f"unknown destination '{target}'{hint}")
                 )
-        try:
-            when = rules.compile_when(route.when, f"{path}.when")
-        except SpecError as exc:
-            problems.append(doc.problem(exc.path, exc.message))
+        when, mistakes = rules.compile_when_reporting(route.when, f"{path}.when", budget)
+        problems.extend(doc.problem(exc.path, exc.message) for exc in mistakes)
+        if mistakes:
             continue
         warnings.extend(_event_name_warnings(route.when, f"{path}.when", doc))
         if route.group is not None:

@@ -520,8 +520,8 @@ ERROR_CASES = [
             to: [log]
         """,
         "regex",
-        "routes[0].when.hwid.regex: invalid regular expression:"
-        " missing ), unterminated subpattern at position 0",
+        "routes[0].when.hwid.regex: invalid regular expression: missing ): (gmail;"
+        " the syntax is RE2's: https://github.com/google/re2/wiki/Syntax",
     ),
     (
         "boolean-key-in-when",
@@ -675,8 +675,8 @@ def test_route_problems_are_all_reported(write_config: WriteConfig) -> None:
     assert rendered == [
         f"{path}:5: routes[0].to[0]: unknown destination 'crn' (did you mean 'crm'?)",
         f"{path}:6: routes[1].name: duplicate route name 'a' (also routes[0])",
-        f"{path}:7: routes[1].when.event_name.regex: invalid regular expression:"
-        " unterminated character set at position 0",
+        f"{path}:7: routes[1].when.event_name.regex: invalid regular expression: missing ]: [;"
+        " the syntax is RE2's: https://github.com/google/re2/wiki/Syntax",
     ]
 
 
