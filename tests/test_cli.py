@@ -193,6 +193,26 @@ def test_check_names_each_pattern_re2_refuses_on_one_line(tmp_path: Path) -> Non
     ]
 
 
+def test_check_refuses_an_empty_config_on_one_line(tmp_path: Path) -> None:
+    (tmp_path / "relay.yaml").write_text("# every line commented out\n# routes: []\n")
+    proc = run("check", "--config", "relay.yaml", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "error: relay.yaml: the config file is empty (only blank lines, comments or null);"
+        " it would run with no token, no route and no destination\n"
+    )
+
+
+def test_check_warns_about_a_config_without_routes(tmp_path: Path) -> None:
+    write(tmp_path / "relay.yaml", "destinations:\n  log: {type: log}\n")
+    proc = run("check", "--config", "relay.yaml", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, "ok: 0 routes, 1 destinations\n")
+    assert proc.stderr == (
+        "warning: relay.yaml:1: routes: no route: every event is accepted and delivered"
+        " nowhere (set reload.allow_no_routes: true if that is meant)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("flag", "env_var", "routes"),
     [(False, False, 1), (False, True, 2), (True, True, 3)],
