@@ -26,6 +26,7 @@ from .errors import ConfigError, Problem, SpecError
 from .masking import SecretMasker
 from .model import DOCUMENTED_EVENT_NAMES
 from .netfilter import IpPolicy, parse_networks
+from .patterns import Budget
 from .routing import CompiledRoute, RouteTable
 from .settings import Config, Name
 from .settings import Destination as DestinationSpec
@@ -39,6 +40,16 @@ _AT = re.compile(
     re.S,
 )
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`$")
+# An empty file is what a save caught half-way (or a wrong mount) looks like, and loading it
+# would run with no token, no route and no destination: never a config, even on purpose.
+EMPTY = (
+    "the config file is empty (only blank lines, comments or null); it would run with"
+    " no token, no route and no destination"
+)
+NO_ROUTES = (
+    "no route: every event is accepted and delivered nowhere"
+    " (set reload.allow_no_routes: true if that is meant)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,8 @@ class RelayConfig:
     warnings: tuple[Problem, ...] = ()
     secrets: frozenset[str] = field(default_factory=frozenset)
     ip_policy: IpPolicy = field(default_factory=IpPolicy)
+    #: Document path -> line in the file, so a check made later (reload) can name a line too.
+    lines: Mapping[str, int] = field(default_factory=dict)
 
     @functools.cached_property
     def masker(self) -> SecretMasker:
@@ -60,6 +73,10 @@ class RelayConfig:
 
     def summary(self) -> str:
         return f"ok: {len(self.table.routes)} routes, {len(self.destinations)} destinations"
+
+    def problem(self, path: str, message: str) -> Problem:
+        """A problem at ``path`` of this config's file, located like a load error."""
+        return Problem(self.source, yamlsource.line_of(self.lines, path), path, message)
 
 
 def default_path() -> str:
@@ -72,23 +89,36 @@ def load_config(
 ) -> RelayConfig:
     """Read and compile the config file; raise :class:`ConfigError` listing every problem."""
     file = str(path) if path is not None else default_path()
+    return parse_config(read_config(file), file, env)
+
+
+def read_config(file: str) -> bytes:
+    """The file's bytes, read once (reload fingerprints exactly what it parses)."""
     try:
-        text = Path(file).read_text(encoding="utf-8")
+        return Path(file).read_bytes()
     except FileNotFoundError:
         raise ConfigError([Problem(file, None, "", "config file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError([Problem(file, None, "", f"cannot read config file: {exc}")]) from None
-    return parse_config(text, file, env)
 
 
 def parse_config(
-    text: str, file: str = "<config>", env: Mapping[str, str] | None = None
+    text: str | bytes, file: str = "<config>", env: Mapping[str, str] | None = None
 ) -> RelayConfig:
-    """Like :func:`load_config`, from text (tests and reload use it directly)."""
+    """Like :func:`load_config`, from the file's content (tests and reload use it directly)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                [Problem(file, None, "", f"cannot read config file: {exc}")]
+            ) from None
     doc = yamlsource.load(text, file, env)
-    if doc.problems and doc.data is None:
+    if doc.problems and doc.data is None and text.lstrip("\ufeff").strip():
         raise ConfigError(doc.problems)
-    data = doc.data if doc.data is not None else {}
+    data = doc.data
+    if data is None:  # also whitespace only, which YAML may call invalid (a tab)
+        raise ConfigError([Problem(file, None, "", EMPTY)])
     if not isinstance(data, dict):
         raise ConfigError([doc.problem("", "expected a mapping at the top of the file")])
     problems = list(doc.problems)
@@ -167,6 +197,7 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
 
     routes: list[CompiledRoute] = []
     seen: dict[str, int] = {}
+    budget = Budget()  # what all the routes' regexes and globs may compile to, together
     for i, route in enumerate(settings.routes):
         path = f"routes[{i}]"
         if route.name in seen:
@@ -183,10 +214,9 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
                 problems.append(
                     doc.problem(f"{path}.to[{j}]", f"unknown destination '{target}'{hint}")
                 )
-        try:
-            when = rules.compile_when(route.when, f"{path}.when")
-        except SpecError as exc:
-            problems.append(doc.problem(exc.path, exc.message))
+        when, mistakes = rules.compile_when_reporting(route.when, f"{path}.when", budget)
+        problems.extend(doc.problem(exc.path, exc.message) for exc in mistakes)
+        if mistakes:
             continue
         warnings.extend(_event_name_warnings(route.when, f"{path}.when", doc))
         if route.group is not None:
@@ -208,6 +238,8 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
         problems.append(doc.problem(exc.path, exc.message))
     if problems:
         raise ConfigError(problems)
+    if not routes and not settings.reload.allow_no_routes:
+        warnings.append(doc.problem("routes", NO_ROUTES))
     secrets = {settings.server.token} if settings.server.token else set()
     for dest in destinations.values():
         secrets |= dest.secrets
@@ -219,6 +251,7 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
         warnings=tuple(warnings),
         secrets=frozenset(s for s in secrets if s),
         ip_policy=ip_policy,
+        lines=doc.lines,
     )
 
 
@@ -290,4 +323,5 @@ __all__ = [
     "json_schema",
     "load_config",
     "parse_config",
+    "read_config",
 ]

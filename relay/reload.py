@@ -2,8 +2,12 @@
 
 A valid new config takes effect for new events at once (routes, destinations,
 limits, templates, token); an invalid one is refused with the very lines
-`relay check` prints, and the running config stays. Settings bound at start
-(listen address, path, body limit, queue URL) are reported as needing a restart.
+`relay check` prints, and the running config stays. So is a valid one that
+would silently weaken the running relay (drop its token or its allowed
+addresses, or leave no route) unless the file says so under `reload:`: a lost
+line or a save caught half-way must not open the relay to anyone. Settings bound
+at start (listen address, path, body limit, queue URL) are reported as needing a
+restart.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import RelayConfig, load_config
-from .errors import ConfigError
+from .config import RelayConfig, parse_config, read_config
+from .errors import ConfigError, Problem
 from .logs import REDACTOR, get_logger
 
 log = get_logger("relay.reload")
@@ -38,6 +42,44 @@ def restart_required(old: RelayConfig, new: RelayConfig) -> list[str]:
         ):
             changed.append(f"{section}.{key}")
     return changed
+
+
+def weakenings(running: RelayConfig, new: RelayConfig) -> list[Problem]:
+    """What ``new`` would silently drop from ``running``, unless its ``reload:`` section allows it.
+
+    Changing the token or narrowing ``allow_ips`` is not dropping them; emptying them is.
+    """
+    allow = new.settings.reload
+    server = new.settings.server
+    found = []
+    if running.settings.server.token and not server.token and not allow.allow_removing_token:
+        found.append(
+            new.problem(
+                "server.token",
+                "the running relay requires a token and this config has none; refused, so"
+                " events stay authenticated (to drop the token, set"
+                " reload.allow_removing_token: true)",
+            )
+        )
+    dropped_ips = running.settings.server.allow_ips and not server.allow_ips
+    if dropped_ips and not allow.allow_removing_allow_ips:
+        found.append(
+            new.problem(
+                "server.allow_ips",
+                "the running relay accepts events from listed addresses only and this"
+                " config lets in any; refused (to drop the list, set"
+                " reload.allow_removing_allow_ips: true)",
+            )
+        )
+    if not new.table.routes and not allow.allow_no_routes:
+        found.append(
+            new.problem(
+                "routes",
+                "this config has no route, so every event would be accepted and delivered"
+                " nowhere; refused (to run without routes, set reload.allow_no_routes: true)",
+            )
+        )
+    return found
 
 
 class Reloader:
@@ -64,11 +106,27 @@ class Reloader:
         except OSError:
             return None
 
+    def _read_still(self) -> bytes | None:
+        """The file's bytes, or None when it changed while being read (a write in progress).
+
+        Then the watcher sees the change and comes back once the file holds still.
+        """
+        before = self._stat()
+        data = read_config(self.path)
+        return data if self._stat() == before else None
+
     async def reload(self, trigger: str) -> bool:
         async with self._lock:
-            self._fingerprint = self._read_fingerprint()
             try:
-                new = await asyncio.to_thread(load_config, self.path)
+                data = await asyncio.to_thread(self._read_still)
+                if data is None:
+                    log.info("config.reload_deferred", trigger=trigger, path=self.path)
+                    return False
+                self._fingerprint = hashlib.sha256(data).digest()
+                new = await asyncio.to_thread(parse_config, data, self.path)
+                refused = weakenings(self.current(), new)
+                if refused:
+                    raise ConfigError(refused)
             except ConfigError as exc:
                 message = "\n".join(f"error: {p}" for p in exc.problems)
                 log.error("config.reload_failed", trigger=trigger, path=self.path, message=message)

@@ -1,9 +1,10 @@
 """Compile routing ``when`` blocks into fast predicates over raw events.
 
 Every event is matched against every route, so a ``when`` block is validated
-and compiled once, at config load: regexes, globs and literal sets are built
-up front and the result is a tree of small closures. Mistakes surface at load
-time as :class:`~relay.errors.SpecError` naming the exact document path of the
+and compiled once, at config load: regexes, globs (both RE2, linear in the
+text: see :mod:`relay.patterns`) and literal sets are built up front and the
+result is a tree of small closures. Mistakes surface at load time as
+:class:`~relay.errors.SpecError` naming the exact document path of the
 offending node, never at send time. The module is pure: no I/O, no state.
 
 Equality is forgiving because rules are hand-written YAML while events are
@@ -15,14 +16,14 @@ float), so 64-bit message ids work.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import math
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from relay.errors import SpecError
+from relay.patterns import Budget, Matcher, compile_glob, compile_regex
 
 __all__ = [
     "COMBINATORS",
@@ -30,6 +31,7 @@ __all__ = [
     "Event",
     "When",
     "compile_when",
+    "compile_when_reporting",
     "literal_comparisons",
     "referenced_fields",
 ]
@@ -51,6 +53,7 @@ class When(Protocol):
 
 # A test on one field's value; receives _MISSING when the event lacks the field.
 _Pred = Callable[[object], bool]
+_T = TypeVar("_T", When, _Pred)
 
 
 class _Missing:
@@ -71,6 +74,7 @@ _COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "lte": operator.le,
 }
 # What a str event value must look like to be compared as a number (no spaces, no '_').
+# Python `re` on event text, but safe: no nested repeats, fullmatch, so linear in the text.
 _INT_TEXT: Final = re.compile(r"[+-]?[0-9]+")
 _FLOAT_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -78,99 +82,131 @@ _FLOAT_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+
 # -- compiling ---------------------------------------------------------------------------------
 
 
-def compile_when(spec: object, path: str = "when") -> When:
+def compile_when(spec: object, path: str = "when", budget: Budget | None = None) -> When:
     """Compile a YAML-loaded ``when`` block; ``None`` or ``{}`` matches every event.
 
-    ``path`` is the document path of the block itself; every SpecError names the
-    path of the exact node at fault (``routes[1].when.event_name.in``).
+    ``path`` is the document path of the block itself; the SpecError raised (the
+    block's first, in document order) names the path of the exact node at fault
+    (``routes[1].when.event_name.in``). ``budget`` bounds what the block's
+    patterns compile to; pass one per config, so it bounds all routes' together.
     """
-    if spec is None:
-        return _always
-    if not isinstance(spec, Mapping):
-        raise SpecError(path, f"expected a mapping of event fields, got {_kind(spec)}")
-    tests: list[When] = []
-    for key, value in spec.items():
-        if key in ("any", "all"):
-            tests.append(_compile_list(key, value, f"{path}.{key}"))
-        elif key == "not":
-            tests.append(_negate(compile_when(value, f"{path}.not")))
-        elif isinstance(key, str):
-            tests.append(_field_test(key, _compile_condition(value, f"{path}.{key}")))
-        else:
-            # e.g. YAML 1.1 reads an unquoted `on:` or `yes:` key as a bool.
-            raise SpecError(path, f"field names must be strings, got {key!r}; quote it")
-    return _all(tests)
+    when, errors = compile_when_reporting(spec, path, budget)
+    if errors:
+        raise errors[0]
+    return when
 
 
-def _compile_list(key: str, value: object, path: str) -> When:
-    """``any:`` / ``all:``: an empty list is almost surely a mistake, so refuse it."""
-    if not isinstance(value, list | tuple) or not value:
-        raise SpecError(path, f"expected a non-empty list of when-blocks, got {_kind(value)}")
-    blocks = [compile_when(block, f"{path}[{i}]") for i, block in enumerate(value)]
-    return _all(blocks) if key == "all" else _any(blocks)
+def compile_when_reporting(
+    spec: object, path: str = "when", budget: Budget | None = None
+) -> tuple[When, list[SpecError]]:
+    """Like :func:`compile_when`, but every mistake of the block, so `relay check` shows all.
+
+    The compiled block is only meant to be used when the list is empty.
+    """
+    compiler = _Compiler(budget or Budget())
+    when = compiler.guard(_ALWAYS, compiler.block, spec, path)
+    return when, compiler.errors
 
 
-def _compile_condition(value: object, path: str) -> _Pred:
-    """A field's value: a plain scalar means equals, a mapping holds operators (ANDed)."""
-    if isinstance(value, Mapping):
-        return _compile_operators(value, path)
-    if value is None:
-        raise SpecError(
-            path, "null matches nothing; to match a missing field write {exists: false}"
-        )
-    if isinstance(value, list | tuple):
-        raise SpecError(
-            path, "a list is not a single value; to match any of several write {in: [...]}"
-        )
-    return _member_of([_scalar(value, path)])
+class _Compiler:
+    """One block's compilation: the shared pattern budget, and the mistakes found so far."""
 
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.errors: list[SpecError] = []
 
-def _compile_operators(ops: Mapping[Any, Any], path: str) -> _Pred:
-    if not ops:
-        raise SpecError(path, f"empty operator mapping; valid operators: {', '.join(OPERATORS)}")
-    preds: list[_Pred] = []
-    for op, arg in ops.items():
+    def guard(self, instead: _T, compile: Callable[..., _T], *args: Any) -> _T:
+        """Compile one part; on a mistake note it and go on with ``instead`` (never run)."""
+        try:
+            return compile(*args)
+        except SpecError as exc:
+            self.errors.append(exc)
+            return instead
+
+    def block(self, spec: object, path: str) -> When:
+        if spec is None:
+            return _always
+        if not isinstance(spec, Mapping):
+            raise SpecError(path, f"expected a mapping of event fields, got {_kind(spec)}")
+        tests: list[When] = []
+        for key, value in spec.items():
+            if key in ("any", "all"):
+                tests.append(self.guard(_ALWAYS, self.list, key, value, f"{path}.{key}"))
+            elif key == "not":
+                tests.append(_negate(self.guard(_ALWAYS, self.block, value, f"{path}.not")))
+            elif isinstance(key, str):
+                pred = self.guard(_ANY_VALUE, self.condition, value, f"{path}.{key}")
+                tests.append(_field_test(key, pred))
+            else:
+                # e.g. YAML 1.1 reads an unquoted `on:` or `yes:` key as a bool.
+                self.errors.append(
+                    SpecError(path, f"field names must be strings, got {key!r}; quote it")
+                )
+        return _all(tests)
+
+    def list(self, key: str, value: object, path: str) -> When:
+        """``any:`` / ``all:``: an empty list is almost surely a mistake, so refuse it."""
+        if not isinstance(value, list | tuple) or not value:
+            raise SpecError(path, f"expected a non-empty list of when-blocks, got {_kind(value)}")
+        blocks = [
+            self.guard(_ALWAYS, self.block, block, f"{path}[{i}]") for i, block in enumerate(value)
+        ]
+        return _all(blocks) if key == "all" else _any(blocks)
+
+    def condition(self, value: object, path: str) -> _Pred:
+        """A field's value: a plain scalar means equals, a mapping holds operators (ANDed)."""
+        if isinstance(value, Mapping):
+            if not value:
+                raise SpecError(
+                    path, f"empty operator mapping; valid operators: {', '.join(OPERATORS)}"
+                )
+            preds = [
+                self.guard(_ANY_VALUE, self.operator, op, arg, path) for op, arg in value.items()
+            ]
+            return _all_preds(preds)
+        if value is None:
+            raise SpecError(
+                path, "null matches nothing; to match a missing field write {exists: false}"
+            )
+        if isinstance(value, list | tuple):
+            raise SpecError(
+                path, "a list is not a single value; to match any of several write {in: [...]}"
+            )
+        return _member_of([_scalar(value, path)])
+
+    def operator(self, op: object, arg: object, path: str) -> _Pred:
         op_path = f"{path}.{op}" if isinstance(op, str) else path
         if op == "in" or op == "not_in":
             if not isinstance(arg, list | tuple) or (op == "in" and not arg):
                 need = "a non-empty list" if op == "in" else "a list"
                 raise SpecError(op_path, f"expected {need} of values, got {_kind(arg)}")
             member = _member_of([_scalar(x, f"{op_path}[{i}]") for i, x in enumerate(arg)])
-            preds.append(member if op == "in" else _negate_pred(member))
-        elif op == "regex":
+            return member if op == "in" else _negate_pred(member)
+        if op == "regex":
             if not isinstance(arg, str):
                 raise SpecError(op_path, f"expected a regular expression string, got {_kind(arg)}")
-            preds.append(_text_test(_compile_regex(arg, op_path).search))
-        elif op == "glob":
+            return _text_test(compile_regex(arg, op_path, self.budget))
+        if op == "glob":
             if not isinstance(arg, str):
                 raise SpecError(op_path, f"expected a glob pattern string, got {_kind(arg)}")
-            preds.append(_text_test(_compile_regex(fnmatch.translate(arg), op_path).match))
-        elif op in _COMPARE:
+            return _text_test(compile_glob(arg, op_path, self.budget))
+        if op in _COMPARE:
             if isinstance(arg, bool) or not isinstance(arg, int | float):
                 raise SpecError(op_path, f"expected a number, got {_kind(arg)}")
             if _is_nan(arg):
                 raise SpecError(op_path, "expected a number, got NaN, which compares false always")
-            preds.append(_compare(_COMPARE[op], arg))
-        elif op == "exists":
+            return _compare(_COMPARE[op], arg)
+        if op == "exists":
             if not isinstance(arg, bool):
                 raise SpecError(op_path, f"expected true or false, got {_kind(arg)}")
-            preds.append(_is_present if arg else _is_missing)
-        else:
-            raise SpecError(op_path, _unknown_operator(op))
-    return _all_preds(preds)
+            return _is_present if arg else _is_missing
+        raise SpecError(op_path, _unknown_operator(op))
 
 
 def _unknown_operator(op: object) -> str:
     close = difflib.get_close_matches(str(op), OPERATORS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown operator {str(op)!r}{hint}; valid: {', '.join(OPERATORS)}"
-
-
-def _compile_regex(pattern: str, path: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except (re.error, OverflowError) as exc:
-        raise SpecError(path, f"invalid regular expression: {exc}") from None
 
 
 def _scalar(value: object, path: str) -> Scalar:
@@ -260,6 +296,11 @@ def _is_missing(value: object) -> bool:
     return value is _MISSING
 
 
+# Stand-ins for a part that failed to compile: the result is thrown away, but typed.
+_ALWAYS: Final[When] = _always
+_ANY_VALUE: Final[_Pred] = _is_present
+
+
 def _member_of(literals: Sequence[Scalar]) -> _Pred:
     """Forgiving ``value in literals``, precomputed as one set per event value kind.
 
@@ -328,14 +369,14 @@ def _canonical_int(text: str) -> int | None:
     return number if str(number) == text else None
 
 
-def _text_test(search: Callable[[str], object]) -> _Pred:
+def _text_test(matches: Matcher) -> _Pred:
     """Regex/glob on a scalar's text; null, lists, objects and missing never match."""
 
     def test(value: object) -> bool:
         if isinstance(value, str):
-            return search(value) is not None
+            return matches(value)
         text = _as_text(value)
-        return text is not None and search(text) is not None
+        return text is not None and matches(text)
 
     return test
 

@@ -114,9 +114,26 @@ class Route(_Strict, frozen=True, kw_only=True):
     group: Group | None = None
 
 
+class Reload(_Strict, frozen=True, kw_only=True):
+    """Consent, in the new file, to a reload that weakens the running relay (refused otherwise)."""
+
+    # Refused by default because a file saved half-way or a lost line must not switch off
+    # authentication or routing; each key names one weakening the operator means.
+    allow_removing_token: Annotated[
+        bool, Meta(description="accept a reload that drops the running server.token")
+    ] = False
+    allow_removing_allow_ips: Annotated[
+        bool, Meta(description="accept a reload that empties the running server.allow_ips")
+    ] = False
+    allow_no_routes: Annotated[
+        bool, Meta(description="accept a config with no route (and do not warn about it)")
+    ] = False
+
+
 class Config(_Strict, frozen=True, kw_only=True):
     server: Server = Server()
     queue: Queue = Queue()
     logging: Logging = Logging()
     destinations: dict[Name, Destination] = {}
     routes: list[Route] = []
+    reload: Reload = Reload()

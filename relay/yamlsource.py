@@ -35,15 +35,19 @@ class Document:
     retyped: set[str] = field(default_factory=set)
 
     def line(self, path: str) -> int | None:
-        """The line of ``path`` or of its nearest ancestor that has one."""
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = _parent(path)
-        return self.lines.get("")
+        return line_of(self.lines, path)
 
     def problem(self, path: str, message: str) -> Problem:
         return Problem(self.file, self.line(path), path, message)
+
+
+def line_of(lines: Mapping[str, int], path: str) -> int | None:
+    """The line of ``path`` or of its nearest ancestor that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = _parent(path)
+    return lines.get("")
 
 
 def _parent(path: str) -> str:
@@ -92,8 +96,7 @@ def load(text: str, file: str, env: Mapping[str, str] | None = None) -> Document
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
-            doc.data = {}
+        if node is None:  # nothing but blank lines and comments: data stays None, like `null`
             return doc
         _walk(node, "", doc, loader, env, {})
         doc.data = loader.construct_document(node)

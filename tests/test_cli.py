@@ -120,7 +120,7 @@ def test_check_invalid_config_prints_every_problem_on_stderr(tmp_path: Path) -> 
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr.splitlines() == [
         "error: relay.yaml:7: routes[0].when.hwid.regex: invalid regular expression:"
-        " missing ), unterminated subpattern at position 0",
+        " missing ): (gmail; the syntax is RE2's: https://github.com/google/re2/wiki/Syntax",
         "error: relay.yaml:12: routes[1].to[1]: unknown destination 'crn' (did you mean 'crm'?)",
     ]
 
@@ -143,6 +143,73 @@ def test_check_warns_about_undocumented_event_names(tmp_path: Path) -> None:
         "warning: relay.yaml:5: routes[0].when.event_name: 'Email Bounce' is not an event"
         " name Pushwoosh documents (did you mean 'Email Bounced'?); it still matches events"
         " that carry it\n"
+    )
+
+
+RE2 = "the syntax is RE2's: https://github.com/google/re2/wiki/Syntax"
+
+
+def test_check_names_each_pattern_re2_refuses_on_one_line(tmp_path: Path) -> None:
+    config = r"""
+        destinations:
+          log: {type: log}
+        routes:
+          - name: python-only
+            when:
+              hwid: {regex: '^(\w+)@\1$'}
+              user_id: {regex: 'a(?=b)'}
+              payload: {regex: "end\\Z"}
+            to: [log]
+          - name: too-large
+            when:
+              any:
+                - hwid: {regex: '(a{1000}){1000}'}
+                - hwid: {regex: '\pL{100}'}
+                - hwid: {glob: "QUESTIONS"}
+            to: [log]
+          - name: fine
+            when: {hwid: {regex: '(?i)^[a-z0-9._%+-]+@(gmail|yahoo)\.com$', glob: "*@*"}}
+            to: [log]
+        """
+    write(tmp_path / "relay.yaml", config.replace("QUESTIONS", "?" * 1000))
+    proc = run("check", "--config", "relay.yaml", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    at = "error: relay.yaml:"
+    assert proc.stderr.splitlines() == [
+        f"{at}6: routes[0].when.hwid.regex: invalid regular expression:"
+        f" invalid escape sequence: \\1 (RE2 has no backreferences); {RE2}",
+        f"{at}7: routes[0].when.user_id.regex: invalid regular expression:"
+        f" invalid perl operator: (?= (RE2 has no lookahead or lookbehind); {RE2}",
+        f"{at}8: routes[0].when.payload.regex: invalid regular expression:"
+        f" invalid escape sequence: \\Z (RE2 writes the end of the text \\z); {RE2}",
+        f"{at}13: routes[1].when.any[0].hwid.regex: invalid regular expression:"
+        f" invalid repetition size: {{1000}}; {RE2}",
+        f"{at}14: routes[1].when.any[1].hwid.regex: regular expression too large: it compiles"
+        " to 119604 RE2 instructions; at most 2000 RE2 instructions are allowed (a bounded"
+        f" repeat like {{1000}} or a Unicode class like \\pL makes many); {RE2}",
+        f"{at}15: routes[1].when.any[2].hwid.glob: glob pattern too large: it compiles to 7004"
+        " RE2 instructions; at most 2000 RE2 instructions are allowed (each ? and * makes"
+        " several)",
+    ]
+
+
+def test_check_refuses_an_empty_config_on_one_line(tmp_path: Path) -> None:
+    (tmp_path / "relay.yaml").write_text("# every line commented out\n# routes: []\n")
+    proc = run("check", "--config", "relay.yaml", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "error: relay.yaml: the config file is empty (only blank lines, comments or null);"
+        " it would run with no token, no route and no destination\n"
+    )
+
+
+def test_check_warns_about_a_config_without_routes(tmp_path: Path) -> None:
+    write(tmp_path / "relay.yaml", "destinations:\n  log: {type: log}\n")
+    proc = run("check", "--config", "relay.yaml", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, "ok: 0 routes, 1 destinations\n")
+    assert proc.stderr == (
+        "warning: relay.yaml:1: routes: no route: every event is accepted and delivered"
+        " nowhere (set reload.allow_no_routes: true if that is meant)\n"
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from relay import yamlsource
-from relay.config import json_schema, load_config, parse_config
+from relay.config import EMPTY, NO_ROUTES, json_schema, load_config, parse_config
 from relay.errors import ConfigError, Problem
 from relay.units import Duration, Rate
 
@@ -520,8 +520,8 @@ ERROR_CASES = [
             to: [log]
         """,
         "regex",
-        "routes[0].when.hwid.regex: invalid regular expression:"
-        " missing ), unterminated subpattern at position 0",
+        "routes[0].when.hwid.regex: invalid regular expression: missing ): (gmail;"
+        " the syntax is RE2's: https://github.com/google/re2/wiki/Syntax",
     ),
     (
         "boolean-key-in-when",
@@ -675,8 +675,8 @@ def test_route_problems_are_all_reported(write_config: WriteConfig) -> None:
     assert rendered == [
         f"{path}:5: routes[0].to[0]: unknown destination 'crn' (did you mean 'crm'?)",
         f"{path}:6: routes[1].name: duplicate route name 'a' (also routes[0])",
-        f"{path}:7: routes[1].when.event_name.regex: invalid regular expression:"
-        " unterminated character set at position 0",
+        f"{path}:7: routes[1].when.event_name.regex: invalid regular expression: missing ]: [;"
+        " the syntax is RE2's: https://github.com/google/re2/wiki/Syntax",
     ]
 
 
@@ -690,12 +690,84 @@ def test_directory_is_not_a_config_file(tmp_path: Path) -> None:
     assert str(problem).startswith(f"{tmp_path}: cannot read config file: ")
 
 
-@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n"])
-def test_empty_config_is_valid(write_config: WriteConfig, text: str) -> None:
-    config = load_config(write_config(text), env={})
+EMPTY_DOCUMENTS = {
+    "no-bytes": "",
+    "newline": "\n",
+    "whitespace": "  \n\t\n   ",
+    "comments": "# yaml-language-server: $schema=./relay.schema.json\n# routes: []\n",
+    "document-marker": "---\n",
+    "markers-and-comment": "--- # nothing\n...\n",
+    "null": "null\n",
+    "tilde": "~",
+    "byte-order-mark": "\ufeff\n# c\n",
+    "crlf": "\r\n# c\r\n",
+}
+
+
+@pytest.mark.parametrize("text", EMPTY_DOCUMENTS.values(), ids=EMPTY_DOCUMENTS.keys())
+def test_an_empty_config_is_an_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "relay.yaml"
+    path.write_bytes(text.encode())
+    expected = [f"{path}: {EMPTY}"]
+    assert [str(p) for p in problems_of(path)] == expected
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, str(path), env={})
+    assert [str(p) for p in info.value.problems] == expected
+
+
+def test_an_explicit_empty_mapping_is_a_config_of_defaults(write_config: WriteConfig) -> None:
+    path = write_config("{}\n")
+    config = load_config(path, env={})
     assert config.summary() == "ok: 0 routes, 0 destinations"
     assert config.settings.server.port == 8080
+    assert [str(w) for w in config.warnings] == [f"{path}:1: routes: {NO_ROUTES}"]
+
+
+def test_no_route_is_allowed_with_a_warning_at_its_line(write_config: WriteConfig) -> None:
+    path = write_config("""
+        server: {port: 8081}
+        destinations:
+          log: {type: log}
+        routes: []
+        """)
+    config = load_config(path, env={})
+    assert config.summary() == "ok: 0 routes, 1 destinations"
+    assert [str(w) for w in config.warnings] == [f"{path}:4: routes: {NO_ROUTES}"]
+    assert "every event is accepted and delivered nowhere" in NO_ROUTES
+
+
+def test_allow_no_routes_says_no_route_is_meant(write_config: WriteConfig) -> None:
+    path = write_config("""
+        destinations:
+          log: {type: log}
+        reload: {allow_no_routes: true}
+        """)
+    config = load_config(path, env={})
     assert config.warnings == ()
+    assert config.settings.reload.allow_no_routes is True
+    assert config.settings.reload.allow_removing_token is False
+
+
+def test_the_reload_section_is_strict(write_config: WriteConfig) -> None:
+    path = write_config("""
+        reload:
+          allow_removing_tokens: true
+          allow_no_routes: "yes"
+        """)
+    assert [str(p) for p in problems_of(path)] == [
+        f"{path}:2: reload.allow_removing_tokens: unknown key 'allow_removing_tokens'"
+    ]
+    path = write_config("reload: {allow_no_routes: 'yes'}\n")
+    assert [str(p) for p in problems_of(path)] == [
+        f"{path}:1: reload.allow_no_routes: Expected `bool`, got `str`"
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_one_problem(tmp_path: Path) -> None:
+    path = tmp_path / "relay.yaml"
+    path.write_bytes(b"server: {host: \xff}\n")
+    (problem,) = problems_of(path)
+    assert str(problem).startswith(f"{path}: cannot read config file: 'utf-8' codec can't decode")
 
 
 def test_deeply_nested_yaml_is_an_error_not_a_crash() -> None:

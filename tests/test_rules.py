@@ -14,11 +14,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import re2  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.errors import SpecError
-from relay.rules import OPERATORS, compile_when, literal_comparisons, referenced_fields
+from relay.patterns import Budget
+from relay.rules import (
+    OPERATORS,
+    compile_when,
+    compile_when_reporting,
+    literal_comparisons,
+    referenced_fields,
+)
 
 U64_MAX = 18446744073709551615
 
@@ -195,6 +203,20 @@ MATCHES: list[tuple[str, object, dict[str, Any], bool]] = [
     ("regex-null-text", {"campaign_id": {"regex": "None"}}, ODD, False),
     ("regex-list", {"tags": {"regex": "a"}}, ODD, False),
     ("regex-dict", {"extra": {"regex": "k"}}, ODD, False),
+    # RE2, not Python `re`: where the two differ, RE2 is the rule (README: Routes).
+    ("regex-dollar-is-end-of-text", {"payload": {"regex": "b$"}}, {"payload": "a\nb\n"}, False),
+    ("regex-dollar-at-end", {"payload": {"regex": "b$"}}, {"payload": "a\nb"}, True),
+    ("regex-multiline-dollar", {"payload": {"regex": "(?m)a$"}}, {"payload": "a\nb"}, True),
+    ("regex-backslash-z", {"payload": {"regex": "b\\z"}}, {"payload": "a\nb"}, True),
+    ("regex-dot-no-newline", {"payload": {"regex": "a.b"}}, {"payload": "a\nb"}, False),
+    ("regex-dot-s-flag", {"payload": {"regex": "(?s)a.b"}}, {"payload": "a\nb"}, True),
+    ("regex-digit-is-ascii", {"user_id": {"regex": "^\\d+$"}}, {"user_id": "\u0661\u0662"}, False),
+    ("regex-unicode-digit", {"user_id": {"regex": "^\\p{Nd}+$"}}, {"user_id": "\u0661"}, True),
+    ("regex-unicode-letter", {"hwid": {"regex": "^\\pL+@"}}, {"hwid": "jos\u00e9@x.org"}, True),
+    ("regex-case-fold-unicode", {"hwid": {"regex": "(?i)JOS\u00c9"}}, {"hwid": "jos\u00e9"}, True),
+    ("regex-lone-surrogate", {"hwid": {"regex": "^a.b$"}}, {"hwid": "a\ud800b"}, True),
+    ("regex-named-group", {"hwid": {"regex": "^(?P<user>[a-z]+)@"}}, BOUNCED, False),
+    ("regex-named-group-hit", {"hwid": {"regex": "^(?P<user>[a-z-]+)@"}}, BOUNCED, True),
     # -- glob --------------------------------------------------------------------------------
     ("glob", {"event_name": {"glob": "Email *"}}, BOUNCED, True),
     ("glob-miss", {"event_name": {"glob": "Push *"}}, BOUNCED, False),
@@ -206,6 +228,17 @@ MATCHES: list[tuple[str, object, dict[str, Any], bool]] = [
     ("glob-newline", {"payload": {"glob": "*"}}, {"payload": "a\nb"}, True),
     ("glob-missing", {"nope": {"glob": "*"}}, BOUNCED, False),
     ("glob-null", {"campaign_id": {"glob": "*"}}, ODD, False),
+    ("glob-regex-chars-are-literal", {"x": {"glob": "a.b+(c)|$"}}, {"x": "a.b+(c)|$"}, True),
+    ("glob-dot-is-not-any", {"x": {"glob": "a.b"}}, {"x": "axb"}, False),
+    ("glob-question-newline", {"x": {"glob": "a?b"}}, {"x": "a\nb"}, True),
+    ("glob-negated-class", {"x": {"glob": "[!0-9]*"}}, {"x": "x1"}, True),
+    ("glob-negated-class-miss", {"x": {"glob": "[!0-9]*"}}, {"x": "1x"}, False),
+    ("glob-caret-is-literal", {"x": {"glob": "[^a]"}}, {"x": "^"}, True),
+    ("glob-unclosed-bracket", {"x": {"glob": "[ab"}}, {"x": "[ab"}, True),
+    ("glob-reversed-range-is-nothing", {"x": {"glob": "[z-a]"}}, {"x": "m"}, False),
+    ("glob-negated-reversed-range", {"x": {"glob": "[!z-a]"}}, {"x": "m"}, True),
+    ("glob-backslash-is-literal", {"x": {"glob": "a\\*"}}, {"x": "a\\bc"}, True),
+    ("glob-unicode", {"x": {"glob": "caf\u00e9 ?"}}, {"x": "caf\u00e9 \u2603"}, True),
     # -- numeric comparisons -----------------------------------------------------------------
     ("gt", {"timestamp": {"gt": 1723798229}}, BOUNCED, True),
     ("gt-equal", {"timestamp": {"gt": 1723798230}}, BOUNCED, False),
@@ -316,9 +349,10 @@ def test_regex_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
     when = compile_when({"hwid": {"regex": "@example"}, "platform": {"glob": "E*"}})
 
     def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("re.compile called while matching")
+        raise AssertionError("a pattern compiled while matching")
 
     monkeypatch.setattr(re, "compile", refuse)
+    monkeypatch.setattr(re2, "compile", refuse)
     assert when(BOUNCED) is True
     assert when(OPENED) is False
 
@@ -381,13 +415,32 @@ SPEC_ERRORS: list[tuple[str, object, str, str]] = [
     # -- regex / glob ------------------------------------------------------------------------
     ("regex-bad", {"hwid": {"regex": "(unclosed"}}, "when.hwid.regex", "invalid regular exp"),
     (
-        "regex-bad-re-message",
+        "regex-bad-re2-message",
         {"hwid": {"regex": "(unclosed"}},
         "when.hwid.regex",
-        "missing ), unterminated subpattern at position 0",
+        "invalid regular expression: missing ): (unclosed;"
+        " the syntax is RE2's: https://github.com/google/re2/wiki/Syntax",
     ),
-    ("regex-bad-repeat", {"hwid": {"regex": "*x"}}, "when.hwid.regex", "nothing to repeat"),
-    ("regex-too-large", {"h": {"regex": "a{99999999999}"}}, "when.h.regex", "invalid regular"),
+    ("regex-bad-repeat", {"hwid": {"regex": "*x"}}, "when.hwid.regex", "no argument for repet"),
+    ("regex-backreference", {"h": {"regex": "(a)\\1"}}, "when.h.regex", "no backreferences"),
+    ("regex-named-backref", {"h": {"regex": "(?P<n>a)(?P=n)"}}, "when.h.regex", "no backref"),
+    ("regex-lookahead", {"h": {"regex": "a(?=b)"}}, "when.h.regex", "no lookahead or lookbe"),
+    ("regex-neg-lookahead", {"h": {"regex": "a(?!b)"}}, "when.h.regex", "no lookahead"),
+    ("regex-lookbehind", {"h": {"regex": "(?<=a)b"}}, "when.h.regex", "no lookahead or lookb"),
+    ("regex-neg-lookbehind", {"h": {"regex": "(?<!a)b"}}, "when.h.regex", "no lookahead"),
+    ("regex-python-end", {"h": {"regex": "a\\Z"}}, "when.h.regex", "end of the text \\z"),
+    ("regex-verbose-flag", {"h": {"regex": "(?x) a"}}, "when.h.regex", "invalid perl operator"),
+    ("regex-repeat-size", {"h": {"regex": "(a{1000}){1000}"}}, "when.h.regex", "repetition size"),
+    (
+        "regex-too-large",
+        {"h": {"regex": "\\pL{100}"}},
+        "when.h.regex",
+        "regular expression too large: it compiles to 119604 RE2 instructions;"
+        " at most 2000 RE2 instructions are allowed",
+    ),
+    ("regex-too-large-for-re2", {"h": {"regex": "\\pL{1000}"}}, "when.h.regex", "more than RE2"),
+    ("regex-too-large-links", {"h": {"regex": "\\pL{1000}"}}, "when.h.regex", "wiki/Syntax"),
+    ("glob-too-large", {"h": {"glob": "?" * 1000}}, "when.h.glob", "glob pattern too large"),
     ("regex-int", {"hwid": {"regex": 5}}, "when.hwid.regex", "expected a regular expression"),
     ("regex-list", {"hwid": {"regex": ["a"]}}, "when.hwid.regex", "got a list"),
     ("glob-int", {"hwid": {"glob": 5}}, "when.hwid.glob", "expected a glob pattern string"),
@@ -422,7 +475,7 @@ SPEC_ERRORS: list[tuple[str, object, str, str]] = [
         "deep-regex",
         {"any": [{"a": 1}, {"b": 2}, {"platform": {"regex": "["}}]},
         "when.any[2].platform.regex",
-        "unterminated character set",
+        "missing ]: [",
     ),
 ]
 
@@ -457,6 +510,133 @@ def test_first_error_in_document_order() -> None:
     with pytest.raises(SpecError) as caught:
         compile_when({"a": {"gt": "x"}, "b": None})
     assert caught.value.path == "when.a.gt"
+
+
+# -- RE2: linear in the text, bounded to compile -------------------------------------------------
+
+# Patterns that take Python's backtracking `re` time exponential in the text, with the text that
+# does it. RE2 answers at once; if it did not, these would run for longer than the universe.
+CRAFTED: list[tuple[str, str, str, bool]] = [
+    ("nested-plus", "(a+)+$", "a" * 100_000 + "!", False),
+    ("nested-plus-hit", "(a+)+$", "a" * 100_000, True),
+    ("alternation", "(a|aa)+$", "a" * 100_000 + "!", False),
+    ("nested-star", "^(a*)*b", "a" * 100_000, False),
+    ("words", r"^(\w+\s?)*$", "word " * 20_000 + "!", False),
+    ("overlapping", "(x+x+)+y", "x" * 100_000, False),
+    ("email-like", r"^([a-zA-Z0-9])(([\-.]|[_]+)?([a-zA-Z0-9]+))*(@)", "a" * 100_000 + "!", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "hwid", "expected"),
+    [pytest.param(p, h, e, id=name) for name, p, h, e in CRAFTED],
+)
+def test_catastrophic_patterns_on_crafted_input_answer_at_once(
+    pattern: str, hwid: str, expected: bool
+) -> None:
+    when = compile_when({"hwid": {"regex": pattern}})
+    assert when({"hwid": hwid}) is expected
+    assert when({"hwid": hwid[:100] + hwid}) is expected  # and again: compiled once
+
+
+def test_glob_with_many_stars_on_crafted_input() -> None:
+    when = compile_when({"hwid": {"glob": "*a*a*a*a*a*a*a*a*a*a*b"}})
+    assert when({"hwid": "a" * 100_000}) is False
+    assert when({"hwid": "a" * 100_000 + "b"}) is True
+
+
+_SYNTAX = "the syntax is RE2's: https://github.com/google/re2/wiki/Syntax"
+# Every character RE2 gives a meaning to, and a few it does not, in any order.
+REGEX_TEXT = st.text(
+    st.sampled_from(list("()[]{}*+?|^$\\.-,:=!<>PpLdDwWsSbBzZAQEx0129aé☃ \n\t\x00\ud800")),
+    max_size=24,
+)
+
+
+@settings(max_examples=500)
+@given(st.one_of(REGEX_TEXT, st.text(max_size=12)))
+def test_every_pattern_compiles_or_is_one_clean_line(pattern: str) -> None:
+    try:
+        when = compile_when({"f": {"regex": pattern}})
+    except SpecError as exc:
+        assert exc.path == "when.f.regex"
+        assert exc.message.isprintable(), exc.message  # one line, whatever the pattern holds
+        assert exc.message.startswith(("invalid regular expression: ", "regular expression too"))
+        assert exc.message.endswith(_SYNTAX)
+        assert len(exc.message) < 500
+        return
+    for text in ("", "a\nb", "(x)", "\ud800", "é" * 3):
+        assert when({"f": text}) in (True, False)
+
+
+# Globs built from what makes fnmatch's classes subtle: ranges, reversed ranges, `!`, `]`, `-`.
+GLOB_CHARS = list("ab-z!^]*?[\\.\né\ud800")
+GLOB_TEXT = st.text(st.sampled_from(GLOB_CHARS), max_size=10)
+
+
+@settings(max_examples=1500)
+@given(GLOB_TEXT, st.text(st.sampled_from([c for c in GLOB_CHARS if c not in "*?"]), max_size=5))
+def test_glob_means_what_fnmatch_means(glob: str, text: str) -> None:
+    when = compile_when({"f": {"glob": glob}})
+    assert when({"f": text}) is fnmatch.fnmatchcase(text, glob)
+    # ... also on a text made to fit it, so matches are as well covered as misses.
+    fitted = glob.replace("*", "ab").replace("?", "-").replace("[", "").replace("]", "")
+    assert when({"f": fitted}) is fnmatch.fnmatchcase(fitted, glob)
+
+
+def test_patterns_share_the_budget_they_are_given() -> None:
+    budget = Budget(2_500)
+    block = {"hwid": {"regex": "a{1000}"}}  # about 1,000 instructions
+    compile_when(block, "routes[0].when", budget)
+    compile_when(block, "routes[1].when", budget)
+    with pytest.raises(SpecError) as caught:
+        compile_when(block, "routes[2].when", budget)
+    assert caught.value.path == "routes[2].when.hwid.regex"
+    assert caught.value.message == (
+        "the config's regex and glob patterns together compile to more than 2500 RE2"
+        " instructions; use fewer or simpler patterns"
+    )
+    with pytest.raises(SpecError, match="together compile to more than 2500"):
+        compile_when({"x": {"glob": "*"}}, "routes[3].when", budget)  # nothing more compiles
+    assert compile_when(block)({"hwid": "a" * 1000}) is True  # a fresh budget by default
+
+
+def test_patterns_refused_for_size_use_up_the_budget() -> None:
+    """Refusing a giant costs RE2 time: a config of thousands must stop compiling early."""
+    budget = Budget()
+    giants = [".{1000}"] * 4 + ["\\pL{1000}"]  # too large for the cap, then for RE2 itself
+    for i, giant in enumerate(giants):
+        with pytest.raises(SpecError, match="regular expression too large: it compiles to "):
+            compile_when({"h": {"regex": giant}}, f"routes[{i}].when", budget)
+    with pytest.raises(SpecError, match="together compile to more than 100000"):
+        compile_when({"h": {"regex": "x"}}, "routes[5].when", budget)
+
+
+def test_reporting_lists_every_mistake_in_document_order() -> None:
+    spec = {
+        "a": {"gt": "x", "regex": "(?=y)"},
+        "b": None,
+        "any": [{"c": {"glob": 5}}, "d"],
+        "not": {"e": {"regexp": "z", "in": []}},
+        1: 2,
+        "f": {"regex": "fine"},
+    }
+    when, errors = compile_when_reporting(spec, "routes[0].when")
+    assert [e.path for e in errors] == [
+        "routes[0].when.a.gt",
+        "routes[0].when.a.regex",
+        "routes[0].when.b",
+        "routes[0].when.any[0].c.glob",
+        "routes[0].when.any[1]",
+        "routes[0].when.not.e.regexp",
+        "routes[0].when.not.e.in",
+        "routes[0].when",
+    ]
+    with pytest.raises(SpecError) as caught:
+        compile_when(spec, "routes[0].when")
+    assert caught.value is not errors[0] and str(caught.value) == str(errors[0])
+    when, errors = compile_when_reporting({"f": {"regex": "fine"}})
+    assert errors == [] and when({"f": "so fine"}) is True
 
 
 def test_valid_operators_are_the_documented_ones() -> None:
@@ -689,7 +869,7 @@ def _reference_field(cond: object, value: object) -> bool:
             if text is None:
                 ok = False
             elif op == "regex":
-                ok = re.search(arg, text) is not None
+                ok = re2.search(arg, text) is not None  # RE2 is the spec (README: Routes)
             else:
                 ok = fnmatch.fnmatchcase(text, arg)
         else:
