@@ -6,6 +6,7 @@ This module imports nothing from the relay so every layer can raise these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class RelayError(Exception):
@@ -72,3 +73,37 @@ class Permanent(RelayError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class Rejected(RelayError):
+    """The receiver refuses a request: an HTTP status (4xx), a reason for people, extra fields.
+
+    Raised anywhere on the receiving path and rendered in one place (:mod:`relay.app`),
+    which answers ``{"error": reason, **extra}``, counts it and logs ``event.rejected``.
+    """
+
+    def __init__(self, status: int, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.extra = extra
+
+
+class BodyInvalid(Rejected):
+    """The body is not JSON at all (400)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, reason)
+
+
+class EventInvalid(Rejected):
+    """The body breaks the event schema (422); ``errors`` maps each JSON path to its reason."""
+
+    REASON = "event does not match the Pushwoosh webhook schema"
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(422, self.REASON, errors=errors)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        return "; ".join(f"{p}: {m}" for p, m in self.errors.items())

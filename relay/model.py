@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from .errors import EventInvalid
+
 INT64 = (-(2**63), 2**63 - 1)
 UINT64 = (0, 2**64 - 1)
 
@@ -38,14 +40,6 @@ EVENT_FIELDS: dict[str, tuple[type[str] | tuple[int, int], bool]] = {
 
 #: The event names Pushwoosh documents for its webhook integration; others are valid too.
 DOCUMENTED_EVENT_NAMES = ("Email Sent", "Email Delivered", "Email Bounced", "Email Opened")
-
-
-class EventInvalid(Exception):
-    """The body breaks the event schema; ``errors`` maps each JSON path to its reason."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{p}: {m}" for p, m in errors.items()))
-        self.errors = errors
 
 
 class Status(enum.StrEnum):

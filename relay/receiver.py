@@ -18,16 +18,13 @@ from typing import Any
 
 import msgspec
 
-from .model import EventInvalid, Grouping, NewDelivery, NewEvent, new_id, validate_events
+from .errors import BodyInvalid, EventInvalid
+from .model import Grouping, NewDelivery, NewEvent, new_id, validate_events
 from .routing import CompiledRoute, Plan, RouteTable
 
 _ENCODER = msgspec.json.Encoder()
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
 _DECODER = msgspec.json.Decoder()
-
-
-class BodyInvalid(Exception):
-    """The body is not JSON at all (400)."""
 
 
 @dataclass(frozen=True, slots=True)
