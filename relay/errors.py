@@ -97,13 +97,22 @@ class BodyInvalid(Rejected):
 
 
 class EventInvalid(Rejected):
-    """The body breaks the event schema (422); ``errors`` maps each JSON path to its reason."""
+    """The body breaks the event schema (422).
+
+    ``errors`` maps each JSON path to its reason, as many as a report holds;
+    ``omitted`` counts the errors beyond them.
+    """
 
     REASON = "event does not match the Pushwoosh webhook schema"
 
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(422, self.REASON, errors=errors)
+    def __init__(self, errors: dict[str, str], omitted: int = 0) -> None:
+        extra: dict[str, Any] = {"errors": errors}
+        if omitted:
+            extra["errors_omitted"] = omitted
+        super().__init__(422, self.REASON, **extra)
         self.errors = errors
+        self.omitted = omitted
 
     def __str__(self) -> str:
-        return "; ".join(f"{p}: {m}" for p, m in self.errors.items())
+        listed = "; ".join(f"{p}: {m}" for p, m in self.errors.items())
+        return f"{listed}; and {self.omitted} more" if self.omitted else listed
