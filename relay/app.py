@@ -12,6 +12,7 @@ the delivery workers, and on shutdown gives in-flight attempts
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +20,8 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from . import __version__, maintenance
 from .config import RelayConfig
@@ -30,11 +32,15 @@ from .logs import get_logger
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import ReceiveOperation
 from .queue import Queue, open_queue
-from .receiver import Prepared, prepare, token_ok
+from .receiver import Prepared, preparation, token_ok
 from .reload import Reloader
+from .slices import Steps, run_sliced
 
 log = get_logger("relay.receiver")
 _JSON = "application/json"
+
+#: Bodies above this many bytes are prepared one at a time (see :func:`receive`).
+LARGE_BODY = 64 * 1024
 
 
 class Runtime:
@@ -57,6 +63,7 @@ class Runtime:
         self.config_path = config_path
         self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None
+        self.large_bodies = asyncio.Semaphore(1)
         self._checks: asyncio.Task[None] | None = None
 
     def current(self) -> RelayConfig:
@@ -100,11 +107,15 @@ def _json(status: int, payload: dict[str, Any]) -> Response[bytes]:
 async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
     rt = runtime_of(request)
     cfg = rt.config  # one config for the whole request, even if a reload lands meanwhile
+    window = cfg.settings.server.dedupe_window
     admit(request, cfg, rt.max_body_bytes)
     body = await read_body(request, rt.max_body_bytes)
-    prepared = prepare(body, cfg.table, dedupe=cfg.settings.server.dedupe_window > 0)
-    accepted = await enqueue(rt, prepared, cfg.settings.server.dedupe_window)
-    return answer(rt, prepared, accepted)
+    # Large bodies take turns: run in slices, several at once would hold all their
+    # decoded events in memory together (they were one after the other before slicing).
+    async with rt.large_bodies if len(body) > LARGE_BODY else contextlib.nullcontext():
+        prepared = await run_sliced(preparation(body, cfg.table, dedupe=window > 0))
+        accepted = await enqueue(rt, prepared, window)
+        return await run_sliced(answer(rt, prepared, accepted))
 
 
 def admit(request: Request[Any, Any, Any], cfg: RelayConfig, limit: int) -> None:
@@ -129,6 +140,8 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
         if exc.status_code == 413:
             raise _too_large(limit) from None
         raise Rejected(exc.status_code, str(exc.detail)) from None
+    except InternalServerException:  # Litestar's word for "the client went away mid-body"
+        raise Rejected(400, "the body did not arrive in full") from None
     if len(body) > limit:
         raise _too_large(limit)
     return body
@@ -148,21 +161,22 @@ async def enqueue(rt: Runtime, prepared: list[Prepared], dedupe_window: float) -
         raise QueueUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
-def answer(rt: Runtime, prepared: list[Prepared], accepted: Sequence[Any]) -> Response[bytes]:
+def answer(
+    rt: Runtime, prepared: list[Prepared], accepted: Sequence[Any]
+) -> Steps[Response[bytes]]:
     """Count and log each committed event, wake its destinations' workers, say what was taken."""
     ids: list[str] = []
     duplicates = 0
     destinations: set[str] = set()
     for p, result in zip(prepared, accepted, strict=True):
+        yield  # a log line per event: 50,000 of them take a few slices
         ids.append(result.event_id)
         if result.duplicate:
             duplicates += 1
-            rt.metrics.events.labels("duplicate").inc()
             log.info(
                 "event.duplicate", event_id=result.event_id, event_name=p.event.get("event_name")
             )
             continue
-        rt.metrics.events.labels("accepted").inc()
         destinations.update(d.destination for d in p.record.deliveries)
         log.info(
             "event.received",
@@ -171,6 +185,8 @@ def answer(rt: Runtime, prepared: list[Prepared], accepted: Sequence[Any]) -> Re
             routes=list(p.plan.routes),
             deliveries=len(p.record.deliveries),
         )
+    rt.metrics.events.labels("accepted").inc(len(ids) - duplicates)
+    rt.metrics.events.labels("duplicate").inc(duplicates)
     if rt.dispatcher is not None and destinations:
         rt.dispatcher.wake(list(destinations))
     payload: dict[str, Any] = {"accepted": len(ids) - duplicates, "ids": ids}
@@ -189,6 +205,16 @@ def rejected(request: Request[Any, Any, Any], exc: Rejected) -> Response[bytes]:
 def unavailable(request: Request[Any, Any, Any], exc: QueueUnavailable) -> Response[bytes]:
     log.error("queue.unavailable", error=str(exc))
     return _json(503, {"error": "queue unavailable; the event was not accepted"})
+
+
+def failed(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Safety net for a bug on the receiving path: logged with its traceback, answered 503.
+
+    The contract allows the receiver no 5xx but 503, and 503 is the truth for the
+    sender: nothing was accepted (or, if the commit happened, a retry is a duplicate).
+    """
+    log.error("receiver.failed", error=f"{type(exc).__name__}: {exc}"[:500], exc_info=exc)
+    return _json(503, {"error": "internal error; the event was not accepted"})
 
 
 # -- the other routes -----------------------------------------------------------------------
@@ -269,9 +295,14 @@ def create_app(
     With ``config_path`` the app reloads that file on SIGHUP and when it changes.
     """
     server = config.settings.server
-    handler = post(server.path, status_code=200, name="receive", operation_class=ReceiveOperation)(
-        receive
-    )
+    handler = post(
+        server.path,
+        status_code=200,
+        name="receive",
+        operation_class=ReceiveOperation,
+        # key 500: any exception that is not an HTTPException (Rejected has its own handler)
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: failed},
+    )(receive)
     app = Litestar(
         route_handlers=[handler, healthz, readyz, metrics],
         exception_handlers={Rejected: rejected, QueueUnavailable: unavailable},
