@@ -141,7 +141,8 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
             raise _too_large(limit) from None
         raise Rejected(exc.status_code, str(exc.detail)) from None
     except InternalServerException:  # Litestar's word for "the client went away mid-body"
-        raise Rejected(400, "the body did not arrive in full") from None
+        # ... or server.body_timeout passed and relay.http_protocol answered 408 itself
+        raise Rejected(408, "the body did not arrive in full") from None
     if len(body) > limit:
         raise _too_large(limit)
     return body
