@@ -165,20 +165,25 @@ async def enqueue(rt: Runtime, prepared: list[Prepared], dedupe_window: float) -
 def answer(
     rt: Runtime, prepared: list[Prepared], accepted: Sequence[Any]
 ) -> Steps[Response[bytes]]:
-    """Count and log each committed event, wake its destinations' workers, say what was taken."""
-    ids: list[str] = []
-    duplicates = 0
-    destinations: set[str] = set()
+    """Wake the workers of what is new, count and log each event, say what was taken."""
+    ids = [result.event_id for result in accepted]
+    duplicates = sum(1 for result in accepted if result.duplicate)
+    if rt.dispatcher is not None:
+        new = zip(prepared, accepted, strict=True)
+        destinations = {
+            d.destination for p, r in new if not r.duplicate for d in p.record.deliveries
+        }
+        if destinations:
+            rt.dispatcher.wake(list(destinations))
+    rt.metrics.events.labels("accepted").inc(len(ids) - duplicates)
+    rt.metrics.events.labels("duplicate").inc(duplicates)
     for p, result in zip(prepared, accepted, strict=True):
         yield  # a log line per event: 50,000 of them take a few slices
-        ids.append(result.event_id)
         if result.duplicate:
-            duplicates += 1
             log.info(
                 "event.duplicate", event_id=result.event_id, event_name=p.event.get("event_name")
             )
             continue
-        destinations.update(d.destination for d in p.record.deliveries)
         log.info(
             "event.received",
             event_id=result.event_id,
@@ -186,10 +191,6 @@ def answer(
             routes=list(p.plan.routes),
             deliveries=len(p.record.deliveries),
         )
-    rt.metrics.events.labels("accepted").inc(len(ids) - duplicates)
-    rt.metrics.events.labels("duplicate").inc(duplicates)
-    if rt.dispatcher is not None and destinations:
-        rt.dispatcher.wake(list(destinations))
     payload: dict[str, Any] = {"accepted": len(ids) - duplicates, "ids": ids}
     if duplicates:
         payload["duplicates"] = duplicates

@@ -45,9 +45,9 @@ def decoding(body: bytes) -> Steps[Any]:
         with _gc_paused():
             decoded = _DECODER.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 is not JSON either
-        raise BodyInvalid(f"body is not valid JSON: {exc}") from None
+        raise _not_json(exc) from None
     except msgspec.ValidationError as exc:  # 1e999: a number no JSON parser can hold
-        raise BodyInvalid(f"body is not valid JSON: {exc}") from None
+        raise _not_json(exc) from None
     except RecursionError:  # msgspec's own guard, far deeper than MAX_DEPTH
         raise BodyInvalid(TOO_DEEP) from None
     keys = yield from _counting_keys(decoded)
@@ -72,6 +72,14 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _not_json(exc: Exception) -> BodyInvalid:
+    """The parser's reason, cut short: msgspec names the path, which can be 1,000 levels long."""
+    reason = str(exc)
+    if len(reason) > 200:
+        reason = reason[:200] + "..."
+    return BodyInvalid(f"body is not valid JSON: {reason}")
 
 
 def decode(body: bytes) -> Any:
@@ -162,7 +170,7 @@ def _refusing_duplicate_keys(body: bytes, decoded: Any) -> Steps[None]:
             _, at = scan.raw_decode(text, _skip_separator(text, at))
             yield
     except (ValueError, RecursionError) as exc:
-        raise BodyInvalid(f"body is not valid JSON: {str(exc)[:200]}") from None
+        raise _not_json(exc) from None
 
 
 def _skip_separator(text: str, at: int) -> int:
