@@ -44,9 +44,8 @@ def decoding(body: bytes) -> Steps[Any]:
     try:
         with _gc_paused():
             decoded = _DECODER.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 is not JSON either
-        raise _not_json(exc) from None
-    except msgspec.ValidationError as exc:  # 1e999: a number no JSON parser can hold
+    # invalid UTF-8 is not JSON either; ValidationError: 1e999, a number no parser can hold
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise _not_json(exc) from None
     except RecursionError:  # msgspec's own guard, far deeper than MAX_DEPTH
         raise BodyInvalid(TOO_DEEP) from None
