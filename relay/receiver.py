@@ -25,7 +25,7 @@ from .errors import BodyInvalid, EventInvalid
 from .model import Grouping, NewDelivery, NewEvent, new_id, validation
 from .routing import CompiledRoute, Plan, RouteTable
 from .slices import Steps, finish
-from .strict_json import decode, decoding
+from .strict_json import decoding
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -93,13 +93,4 @@ def token_ok(expected: str, query: Mapping[str, str], authorization: str | None)
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-__all__ = [
-    "BodyInvalid",
-    "EventInvalid",
-    "Prepared",
-    "decode",
-    "decoding",
-    "preparation",
-    "prepare",
-    "token_ok",
-]
+__all__ = ["BodyInvalid", "EventInvalid", "Prepared", "preparation", "prepare", "token_ok"]
