@@ -1,48 +1,69 @@
 """The Litestar application: HTTP routes and the lifespan that owns queue, client and workers.
 
-Thin shell: handlers translate between HTTP and :mod:`relay.receiver`; the
-lifespan opens the queue, starts the delivery workers, and on shutdown gives
-in-flight attempts ``server.shutdown_grace`` before leaving the rest queued.
+Thin shell: module-level handlers read the shared :class:`Runtime` from
+``app.state`` and translate between HTTP and :mod:`relay.receiver`. A request
+the receiver refuses is raised as :class:`~relay.errors.Rejected` from wherever
+it is noticed and rendered by one exception handler, so every refusal is
+answered, counted and logged the same way. The lifespan opens the queue, starts
+the delivery workers, and on shutdown gives in-flight attempts
+``server.shutdown_grace`` before leaving the rest queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from . import __version__, maintenance
 from .config import RelayConfig
 from .delivery import Dispatcher
-from .errors import QueueUnavailable
+from .errors import QueueUnavailable, Rejected
 from .http_client import Sender
 from .logs import get_logger
 from .metrics import CONTENT_TYPE, Metrics
-from .model import EventInvalid
 from .openapi import ReceiveOperation
 from .queue import Queue, from_settings
-from .receiver import BodyInvalid, prepare, token_ok
+from .receiver import Prepared, preparation, token_ok
 from .reload import Reloader
+from .slices import Steps, run_sliced
 
 log = get_logger("relay.receiver")
 _JSON = "application/json"
+
+#: Bodies above this many bytes are prepared one at a time (see :func:`receive`).
+LARGE_BODY = 64 * 1024
 
 
 class Runtime:
     """What the handlers share: the current config (swapped on reload), queue, workers."""
 
-    def __init__(self, config: RelayConfig, queue: Queue | None = None) -> None:
+    def __init__(
+        self,
+        config: RelayConfig,
+        queue: Queue | None = None,
+        *,
+        run_workers: bool = True,
+        config_path: str | None = None,
+    ) -> None:
         self.config = config
+        # restart-only: the limit Litestar enforces, whatever a reload says
+        self.max_body_bytes = config.settings.server.max_body_bytes
         self.queue = queue or from_settings(config.settings.queue)
         self.metrics = Metrics()
+        self.run_workers = run_workers
+        self.config_path = config_path
         self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None
+        self.large_bodies = asyncio.Semaphore(1)
         self._checks: asyncio.Task[None] | None = None
 
     def current(self) -> RelayConfig:
@@ -73,14 +94,196 @@ class Runtime:
                 )
 
 
+def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
 def _json(status: int, payload: dict[str, Any]) -> Response[bytes]:
     return Response(msgspec.json.encode(payload), status_code=status, media_type=_JSON)
 
 
-def _reject(rt: Runtime, status: int, reason: str, **extra: Any) -> Response[bytes]:
-    rt.metrics.events.labels("rejected").inc()
-    log.warning("event.rejected", status=status, reason=reason)
-    return _json(status, {"error": reason, **extra})
+# -- the receiver: admit -> read -> prepare -> enqueue -> answer ----------------------------
+async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
+    rt = runtime_of(request)
+    cfg = rt.config  # one config for the whole request, even if a reload lands meanwhile
+    window = cfg.settings.server.dedupe_window
+    admit(request, cfg, rt.max_body_bytes)
+    body = await read_body(request, rt.max_body_bytes)
+    # Large bodies take turns: run in slices, several at once would hold all their
+    # decoded events in memory together (they were one after the other before slicing).
+    async with rt.large_bodies if len(body) > LARGE_BODY else contextlib.nullcontext():
+        prepared = await run_sliced(preparation(body, cfg.table, dedupe=window > 0))
+        accepted = await enqueue(rt, prepared, window)
+        return await run_sliced(answer(rt, prepared, accepted))
+
+
+def admit(request: Request[Any, Any, Any], cfg: RelayConfig, limit: int) -> None:
+    """Refuse before reading the body: client address, token, declared length."""
+    if cfg.ip_policy.allow:
+        peer = request.client.host if request.client else None
+        if not cfg.ip_policy.allows(peer, request.headers.get("x-forwarded-for")):
+            raise Rejected(403, "client address not allowed")
+    token = cfg.settings.server.token
+    if not token_ok(token, request.query_params, request.headers.get("authorization")):
+        raise Rejected(401, "missing or wrong token")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
+
+
+async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes, whatever the framing (length or chunked)."""
+    try:
+        body = await request.body()
+    except ClientException as exc:
+        if exc.status_code == 413:
+            raise _too_large(limit) from None
+        raise Rejected(exc.status_code, str(exc.detail)) from None
+    except InternalServerException:  # Litestar's word for "the client went away mid-body"
+        # ... or server.body_timeout passed and relay.http_protocol answered 408 itself
+        raise Rejected(408, "the body did not arrive in full") from None
+    if len(body) > limit:
+        raise _too_large(limit)
+    return body
+
+
+def _too_large(limit: int) -> Rejected:
+    return Rejected(413, f"body over {limit} bytes")
+
+
+async def enqueue(rt: Runtime, prepared: list[Prepared], dedupe_window: float) -> Sequence[Any]:
+    """Commit every event and its deliveries; any failure means nothing was accepted (503)."""
+    try:
+        return await rt.queue.enqueue([p.record for p in prepared], dedupe_window, time.time())
+    except QueueUnavailable:
+        raise
+    except Exception as exc:
+        raise QueueUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def answer(
+    rt: Runtime, prepared: list[Prepared], accepted: Sequence[Any]
+) -> Steps[Response[bytes]]:
+    """Wake the workers of what is new, count and log each event, say what was taken."""
+    ids = [result.event_id for result in accepted]
+    duplicates = sum(1 for result in accepted if result.duplicate)
+    if rt.dispatcher is not None:
+        new = zip(prepared, accepted, strict=True)
+        destinations = {
+            d.destination for p, r in new if not r.duplicate for d in p.record.deliveries
+        }
+        if destinations:
+            rt.dispatcher.wake(list(destinations))
+    rt.metrics.events.labels("accepted").inc(len(ids) - duplicates)
+    rt.metrics.events.labels("duplicate").inc(duplicates)
+    for p, result in zip(prepared, accepted, strict=True):
+        yield  # a log line per event: 50,000 of them take a few slices
+        if result.duplicate:
+            log.info(
+                "event.duplicate", event_id=result.event_id, event_name=p.event.get("event_name")
+            )
+            continue
+        log.info(
+            "event.received",
+            event_id=result.event_id,
+            event_name=p.event.get("event_name"),
+            routes=list(p.plan.routes),
+            deliveries=len(p.record.deliveries),
+        )
+    payload: dict[str, Any] = {"accepted": len(ids) - duplicates, "ids": ids}
+    if duplicates:
+        payload["duplicates"] = duplicates
+    return _json(200, payload)
+
+
+def rejected(request: Request[Any, Any, Any], exc: Rejected) -> Response[bytes]:
+    """The one place a refusal becomes an answer, a metric and a log line."""
+    runtime_of(request).metrics.events.labels("rejected").inc()
+    log.warning("event.rejected", status=exc.status, reason=exc.reason)
+    return _json(exc.status, {"error": exc.reason, **exc.extra})
+
+
+def unavailable(request: Request[Any, Any, Any], exc: QueueUnavailable) -> Response[bytes]:
+    log.error("queue.unavailable", error=str(exc))
+    return _json(503, {"error": "queue unavailable; the event was not accepted"})
+
+
+def failed(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Safety net for a bug on the receiving path: logged with its traceback, answered 503.
+
+    The contract allows the receiver no 5xx but 503, and 503 is the truth for the
+    sender: nothing was accepted (or, if the commit happened, a retry is a duplicate).
+    """
+    log.error("receiver.failed", error=f"{type(exc).__name__}: {exc}"[:500], exc_info=exc)
+    return _json(503, {"error": "internal error; the event was not accepted"})
+
+
+# -- the other routes -----------------------------------------------------------------------
+@get("/healthz", sync_to_thread=False)
+def healthz() -> Response[bytes]:
+    return _json(200, {"status": "ok", "version": __version__})
+
+
+@get("/readyz")
+async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    try:
+        await runtime_of(request).queue.ping()
+    except Exception as exc:
+        return _json(503, {"status": "unavailable", "error": str(exc)})
+    return _json(200, {"status": "ready"})
+
+
+@get("/metrics")
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    rt = runtime_of(request)
+    try:
+        depth = await rt.queue.depth(time.time())
+        rt.metrics.set_depth(depth, list(rt.config.destinations))
+    except Exception as exc:
+        log.warning("metrics.depth_failed", error=str(exc))
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    rt: Runtime = app.state.runtime
+    await rt.queue.open()
+    await rt.queue.join()
+    rt.sender = Sender()
+    background: list[asyncio.Task[None]] = []
+    if rt.run_workers:
+        rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.sender, rt.metrics)
+        rt.dispatcher.start()
+        background.append(asyncio.create_task(maintenance.run(rt.queue, rt.current)))
+    if rt.config_path is not None:
+        reloader = Reloader(
+            rt.config_path,
+            rt.current,
+            rt.apply,
+            lambda outcome: rt.metrics.reloads.labels(outcome).inc(),
+        )
+        reloader.install_sighup()
+        background.append(asyncio.create_task(reloader.watch()))
+    await rt.warn_stranded()
+    log.info(
+        "relay.started",
+        version=__version__,
+        queue=rt.config.settings.queue.url.split(":", 1)[0],
+        routes=len(rt.config.table.routes),
+        destinations=len(rt.config.destinations),
+    )
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        if rt.dispatcher is not None:
+            await rt.dispatcher.stop(float(rt.config.settings.server.shutdown_grace))
+        await rt.sender.aclose()
+        await rt.queue.close()
+        log.info("relay.stopped")
 
 
 def create_app(
@@ -94,153 +297,22 @@ def create_app(
 
     With ``config_path`` the app reloads that file on SIGHUP and when it changes.
     """
-    rt = Runtime(config, queue)
     server = config.settings.server
-
-    async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
-        cfg = rt.config
-        srv = cfg.settings.server
-        limit = server.max_body_bytes  # restart-only: what Litestar enforces, not a reload's
-        if cfg.ip_policy.allow:
-            peer = request.client.host if request.client else None
-            if not cfg.ip_policy.allows(peer, request.headers.get("x-forwarded-for")):
-                return _reject(rt, 403, "client address not allowed")
-        if not token_ok(srv.token, request.query_params, request.headers.get("authorization")):
-            return _reject(rt, 401, "missing or wrong token")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            return _reject(rt, 413, f"body over {limit} bytes")
-        try:
-            body = await request.body()
-        except ClientException as exc:
-            if exc.status_code == 413:
-                return _reject(rt, 413, f"body over {limit} bytes")
-            return _reject(rt, exc.status_code, str(exc.detail))
-        if len(body) > limit:
-            return _reject(rt, 413, f"body over {limit} bytes")
-        try:
-            prepared = prepare(body, cfg.table, dedupe=srv.dedupe_window > 0)
-        except BodyInvalid as exc:
-            return _reject(rt, 400, str(exc))
-        except EventInvalid as exc:
-            return _reject(
-                rt, 422, "event does not match the Pushwoosh webhook schema", errors=exc.errors
-            )
-        try:
-            accepted = await rt.queue.enqueue(
-                [p.record for p in prepared], srv.dedupe_window, time.time()
-            )
-        except Exception as exc:
-            log.error(
-                "queue.unavailable",
-                error=str(exc)
-                if isinstance(exc, QueueUnavailable)
-                else f"{type(exc).__name__}: {exc}",
-            )
-            return _json(503, {"error": "queue unavailable; the event was not accepted"})
-        ids: list[str] = []
-        duplicates = 0
-        destinations: set[str] = set()
-        for p, result in zip(prepared, accepted, strict=True):
-            ids.append(result.event_id)
-            if result.duplicate:
-                duplicates += 1
-                rt.metrics.events.labels("duplicate").inc()
-                log.info(
-                    "event.duplicate",
-                    event_id=result.event_id,
-                    event_name=p.event.get("event_name"),
-                )
-                continue
-            rt.metrics.events.labels("accepted").inc()
-            destinations.update(d.destination for d in p.record.deliveries)
-            log.info(
-                "event.received",
-                event_id=result.event_id,
-                event_name=p.event.get("event_name"),
-                routes=list(p.plan.routes),
-                deliveries=len(p.record.deliveries),
-            )
-        if rt.dispatcher is not None and destinations:
-            rt.dispatcher.wake(list(destinations))
-        payload: dict[str, Any] = {"accepted": len(ids) - duplicates, "ids": ids}
-        if duplicates:
-            payload["duplicates"] = duplicates
-        return _json(200, payload)
-
-    @get("/healthz", sync_to_thread=False)
-    def healthz() -> Response[bytes]:
-        return _json(200, {"status": "ok", "version": __version__})
-
-    @get("/readyz")
-    async def readyz() -> Response[bytes]:
-        try:
-            await rt.queue.ping()
-        except Exception as exc:
-            return _json(503, {"status": "unavailable", "error": str(exc)})
-        return _json(200, {"status": "ready"})
-
-    @get("/metrics")
-    async def metrics() -> Response[bytes]:
-        try:
-            depth = await rt.queue.depth(time.time())
-            rt.metrics.set_depth(depth, list(rt.config.destinations))
-        except Exception as exc:
-            log.warning("metrics.depth_failed", error=str(exc))
-        return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await rt.queue.open()
-        await rt.queue.join()
-        rt.sender = Sender()
-        background: list[asyncio.Task[None]] = []
-        if run_workers:
-            rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.sender, rt.metrics)
-            rt.dispatcher.start()
-            background.append(asyncio.create_task(maintenance.run(rt.queue, rt.current)))
-        if config_path is not None:
-            reloader = Reloader(
-                config_path,
-                rt.current,
-                rt.apply,
-                lambda outcome: rt.metrics.reloads.labels(outcome).inc(),
-            )
-            reloader.install_sighup()
-            background.append(asyncio.create_task(reloader.watch()))
-        await rt.warn_stranded()
-        log.info(
-            "relay.started",
-            version=__version__,
-            queue=_queue_kind(rt),
-            routes=len(rt.config.table.routes),
-            destinations=len(rt.config.destinations),
-        )
-        try:
-            yield
-        finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            if rt.dispatcher is not None:
-                await rt.dispatcher.stop(float(rt.config.settings.server.shutdown_grace))
-            await rt.sender.aclose()
-            await rt.queue.close()
-            log.info("relay.stopped")
-
-    handler = post(server.path, status_code=200, name="receive", operation_class=ReceiveOperation)(
-        receive
-    )
+    handler = post(
+        server.path,
+        status_code=200,
+        name="receive",
+        operation_class=ReceiveOperation,
+        # key 500: any exception that is not an HTTPException (Rejected has its own handler)
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: failed},
+    )(receive)
     app = Litestar(
         route_handlers=[handler, healthz, readyz, metrics],
+        exception_handlers={Rejected: rejected, QueueUnavailable: unavailable},
         lifespan=[lifespan],
         request_max_body_size=server.max_body_bytes,
         debug=False,
         logging_config=None,
     )
-    app.state.runtime = rt
+    app.state.runtime = Runtime(config, queue, run_workers=run_workers, config_path=config_path)
     return app
-
-
-def _queue_kind(rt: Runtime) -> str:
-    return rt.config.settings.queue.url.split(":", 1)[0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class RelayError(Exception):
@@ -130,3 +130,46 @@ class RequestInvalid(SendFailed):
     """The request itself cannot be sent (a header value the wire forbids): never retried."""
 
     retryable: ClassVar[bool] = False
+
+
+class Rejected(RelayError):
+    """The receiver refuses a request: an HTTP status (4xx), a reason for people, extra fields.
+
+    Raised anywhere on the receiving path and rendered in one place (:mod:`relay.app`),
+    which answers ``{"error": reason, **extra}``, counts it and logs ``event.rejected``.
+    """
+
+    def __init__(self, status: int, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.extra = extra
+
+
+class BodyInvalid(Rejected):
+    """The body is not JSON at all (400)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, reason)
+
+
+class EventInvalid(Rejected):
+    """The body breaks the event schema (422).
+
+    ``errors`` maps each JSON path to its reason, as many as a report holds;
+    ``omitted`` counts the errors beyond them.
+    """
+
+    REASON = "event does not match the Pushwoosh webhook schema"
+
+    def __init__(self, errors: dict[str, str], omitted: int = 0) -> None:
+        extra: dict[str, Any] = {"errors": errors}
+        if omitted:
+            extra["errors_omitted"] = omitted
+        super().__init__(422, self.REASON, **extra)
+        self.errors = errors
+        self.omitted = omitted
+
+    def __str__(self) -> str:
+        listed = "; ".join(f"{p}: {m}" for p, m in self.errors.items())
+        return f"{listed}; and {self.omitted} more" if self.omitted else listed

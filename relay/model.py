@@ -16,6 +16,9 @@ from typing import Any
 
 import msgspec
 
+from .errors import EventInvalid
+from .slices import Steps, finish
+
 INT64 = (-(2**63), 2**63 - 1)
 UINT64 = (0, 2**64 - 1)
 
@@ -38,14 +41,6 @@ EVENT_FIELDS: dict[str, tuple[type[str] | tuple[int, int], bool]] = {
 
 #: The event names Pushwoosh documents for its webhook integration; others are valid too.
 DOCUMENTED_EVENT_NAMES = ("Email Sent", "Email Delivered", "Email Bounced", "Email Opened")
-
-
-class EventInvalid(Exception):
-    """The body breaks the event schema; ``errors`` maps each JSON path to its reason."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{p}: {m}" for p, m in errors.items()))
-        self.errors = errors
 
 
 class DeliveryState(enum.StrEnum):
@@ -73,19 +68,52 @@ class AttemptOutcome(enum.StrEnum):
     DEAD = "dead"
 
 
-def _field_errors(obj: Any, prefix: str) -> dict[str, str]:
-    if not isinstance(obj, dict):
-        return {prefix: f"expected an event object, got {_json_type(obj)}"}
-    errors: dict[str, str] = {}
+#: A 422 names at most this many offending paths and counts the rest, so that its size
+#: (a few KB) does not grow with the body: 1 MB of ``{}`` holds two million errors.
+MAX_REPORTED_ERRORS = 50
+
+_MISSING = object()
+
+
+class _Report:
+    """The field errors of one body: the first ones with their paths, the rest only counted.
+
+    Paths and messages are only built for errors that will be shown, so the cost of
+    validating a body follows its size, never its number of errors.
+    """
+
+    __slots__ = ("errors", "omitted")
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+        self.omitted = 0
+
+    def add(self, index: int | None, name: str | None, message: str) -> None:
+        if len(self.errors) >= MAX_REPORTED_ERRORS:
+            self.omitted += 1
+            return
+        path = "$" if index is None else f"$[{index}]"
+        self.errors[path if name is None else f"{path}.{name}"] = message
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise EventInvalid(self.errors, self.omitted)
+
+
+def _check(obj: Any, index: int | None, report: _Report) -> None:
+    """Report every problem of one event (``$`` or ``$[index]``)."""
+    if type(obj) is not dict:
+        report.add(index, None, f"expected an event object, got {_json_type(obj)}")
+        return
     for name, (kind, required) in EVENT_FIELDS.items():
-        if name not in obj:
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
             if required:
-                errors[f"{prefix}.{name}"] = "required field is missing"
+                report.add(index, name, "required field is missing")
             continue
-        problem = _type_problem(obj[name], kind, required)
+        problem = _type_problem(value, kind, required)
         if problem:
-            errors[f"{prefix}.{name}"] = problem
-    return errors
+            report.add(index, name, problem)
 
 
 def _type_problem(value: Any, kind: type[str] | tuple[int, int], required: bool) -> str | None:
@@ -114,27 +142,33 @@ def _json_type(obj: Any) -> str:
     return names.get(type(obj), type(obj).__name__)
 
 
-def validate_events(decoded: Any) -> list[dict[str, Any]]:
-    """Return the list of events in a decoded body (one object or an array of objects).
+def validation(decoded: Any) -> Steps[list[dict[str, Any]]]:
+    """The events of a decoded body (one object or an array of objects), in slices.
 
-    Raises :class:`EventInvalid` naming every bad path; an array is all-or-nothing.
+    Raises :class:`EventInvalid` naming the first :data:`MAX_REPORTED_ERRORS` bad
+    paths and counting the rest; an array is all-or-nothing.
     """
-    if isinstance(decoded, list):
+    report = _Report()
+    if type(decoded) is list:
         if not decoded:
             raise EventInvalid({"$": "empty array: expected at least one event"})
-        errors: dict[str, str] = {}
         for i, item in enumerate(decoded):
-            errors.update(_field_errors(item, f"$[{i}]"))
-        if errors:
-            raise EventInvalid(errors)
+            _check(item, i, report)
+            if not i % 32:
+                yield
+        report.raise_if_any()
         return decoded
-    if isinstance(decoded, dict):
-        errors = _field_errors(decoded, "$")
-        if errors:
-            raise EventInvalid(errors)
+    if type(decoded) is dict:
+        _check(decoded, None, report)
+        report.raise_if_any()
         return [decoded]
     kind = _json_type(decoded)
     raise EventInvalid({"$": f"expected an event object or an array of events, got {kind}"})
+
+
+def validate_events(decoded: Any) -> list[dict[str, Any]]:
+    """:func:`validation` in one go."""
+    return finish(validation(decoded))
 
 
 def address_key(hwid: str) -> str:

@@ -19,7 +19,8 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from .model import EVENT_FIELDS
+from .model import EVENT_FIELDS, MAX_REPORTED_ERRORS
+from .strict_json import MAX_DEPTH
 
 
 def _field_schema(kind: Any, required: bool) -> Schema:
@@ -40,6 +41,18 @@ EVENT_SCHEMA = Schema(
 )
 
 _ERROR = Schema(type=OpenAPIType.OBJECT, properties={"error": Schema(type=OpenAPIType.STRING)})
+_REPORT = Schema(
+    type=OpenAPIType.OBJECT,
+    properties={
+        "error": Schema(type=OpenAPIType.STRING),
+        "errors": Schema(
+            type=OpenAPIType.OBJECT,
+            additional_properties=Schema(type=OpenAPIType.STRING),
+            description=f"JSON path -> reason, for the first {MAX_REPORTED_ERRORS} errors",
+        ),
+        "errors_omitted": Schema(type=OpenAPIType.INTEGER, description="errors not listed"),
+    },
+)
 
 
 def _json(schema: Schema, description: str) -> OpenAPIResponse:
@@ -74,10 +87,11 @@ class ReceiveOperation(Operation):
         )
         self.responses = {
             "200": _json(accepted, "Committed to the queue"),
-            "400": _json(_ERROR, "Not JSON"),
+            "400": _json(_ERROR, f"Not JSON, duplicate keys, or nested deeper than {MAX_DEPTH}"),
             "401": _json(_ERROR, "Missing or wrong token"),
             "403": _json(_ERROR, "Client address not allowed"),
+            "408": _json(_ERROR, "Head or body not received in time (server.*_timeout)"),
             "413": _json(_ERROR, "Body too large"),
-            "422": _json(_ERROR, "Not a Pushwoosh event; `errors` names each field path"),
-            "503": _json(_ERROR, "Queue unavailable; nothing was accepted"),
+            "422": _json(_REPORT, "Not a Pushwoosh event; `errors` names the field paths"),
+            "503": _json(_ERROR, "Queue unavailable or too many connections; nothing accepted"),
         }

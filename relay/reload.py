@@ -29,6 +29,10 @@ RESTART_ONLY = (
     ("server", "port"),
     ("server", "path"),
     ("server", "max_body_bytes"),
+    ("server", "header_timeout"),  # these four shape uvicorn's protocol when it starts
+    ("server", "body_timeout"),
+    ("server", "keepalive_timeout"),
+    ("server", "max_connections"),
     ("queue", "url"),
 )
 

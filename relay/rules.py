@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar
 
 from relay.errors import SpecError
-from relay.patterns import Budget, Matcher, compile_glob, compile_regex
+from relay.patterns import Budget, compile_glob, compile_regex
 
 __all__ = [
     "COMBINATORS",
@@ -40,7 +40,18 @@ Event = Mapping[str, Any]
 """The raw event as received (JSON-decoded; ints are exact Python ints)."""
 
 COMBINATORS: Final = ("any", "all", "not")
-OPERATORS: Final = ("in", "not_in", "regex", "glob", "gt", "gte", "lt", "lte", "exists")
+OPERATORS: Final = (
+    "in",
+    "not_in",
+    "regex",
+    "glob",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "exists",
+    "max_length",
+)
 
 Scalar = str | int | float | bool
 
@@ -200,6 +211,10 @@ class _Compiler:
             if not isinstance(arg, bool):
                 raise SpecError(op_path, f"expected true or false, got {_kind(arg)}")
             return _is_present if arg else _is_missing
+        if op == "max_length":
+            if isinstance(arg, bool) or not isinstance(arg, int) or arg < 0:
+                raise SpecError(op_path, f"expected a whole number of characters, got {_kind(arg)}")
+            return _text_test(lambda text: len(text) <= arg)
         raise SpecError(op_path, _unknown_operator(op))
 
 
@@ -369,8 +384,9 @@ def _canonical_int(text: str) -> int | None:
     return number if str(number) == text else None
 
 
-def _text_test(matches: Matcher) -> _Pred:
-    """Regex/glob on a scalar's text; null, lists, objects and missing never match."""
+def _text_test(matches: Callable[[str], bool]) -> _Pred:
+    """A test of a scalar's text (regex, glob, max_length); null, lists, objects and
+    missing never match."""
 
     def test(value: object) -> bool:
         if isinstance(value, str):

@@ -1,7 +1,10 @@
 """`relay serve`: bind, run uvicorn with the app, exit 0 on SIGTERM/SIGINT.
 
 The socket is bound here, before uvicorn starts, so a taken port is one clear
-line and exit 1 rather than a server log and a traceback.
+line and exit 1 rather than a server log and a traceback. The soft limit on
+open files is raised to the hard one first (systemd and most shells start
+services at 1,024), and connections are served by :mod:`relay.http_protocol`,
+which cuts off slow and idle clients and caps their number.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import time
@@ -19,6 +23,7 @@ import uvicorn
 from .app import create_app
 from .config import RelayConfig, load_config
 from .errors import RelayError
+from .http_protocol import ConnectionLimits, connection_cap, protocol_class
 from .logs import REDACTOR, configure, get_logger
 from .queue import open_queue
 
@@ -56,6 +61,20 @@ def serve(config_path: str, host: str | None, port: int | None, workers: int = 1
         log.warning("config.warning", message=str(warning))
     host = host or settings.server.host
     port = settings.server.port if port is None else port
+    fd_limit = raise_fd_limit()
+    limits = ConnectionLimits(
+        header_timeout=float(settings.server.header_timeout),
+        body_timeout=float(settings.server.body_timeout),
+        max_connections=connection_cap(settings.server.max_connections, fd_limit),
+    )
+    if limits.max_connections < settings.server.max_connections:
+        log.warning(
+            "server.max_connections_lowered",
+            configured=settings.server.max_connections,
+            max_connections=limits.max_connections,
+            fd_limit=fd_limit,
+            hint="raise the hard limit on open files (ulimit -Hn, LimitNOFILE=)",
+        )
     asyncio.run(_check_queue(settings.queue.url))
     sock = bind(host, port)
     log.info(
@@ -64,13 +83,35 @@ def serve(config_path: str, host: str | None, port: int | None, workers: int = 1
         port=sock.getsockname()[1],
         path=settings.server.path,
         workers=workers,
+        max_connections=limits.max_connections,
+        fd_limit=fd_limit,
     )
     if workers <= 1:
-        return _run_server(config, config_path, sock)
-    return _supervise(workers, lambda: _run_server(config, config_path, sock))
+        return _run_server(config, config_path, sock, limits)
+    return _supervise(workers, lambda: _run_server(config, config_path, sock, limits))
 
 
-def _run_server(config: RelayConfig, config_path: str, sock: socket.socket) -> int:
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the soft limit now in force.
+
+    Connections, the queue and outgoing requests all take descriptors, and the
+    soft limit most services start with (1,024) is far below what the hard limit
+    allows. Where the hard limit cannot be taken as is (macOS reports "unlimited"),
+    the soft one stays.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _run_server(
+    config: RelayConfig, config_path: str, sock: socket.socket, limits: ConnectionLimits
+) -> int:
     """One server process: receiver and delivery workers on one event loop."""
     log = get_logger("relay")
     app = create_app(config, config_path=config_path)
@@ -80,8 +121,11 @@ def _run_server(config: RelayConfig, config_path: str, sock: socket.socket) -> i
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(config.settings.server.shutdown_grace)),
+        # uvicorn types it int; it only hands it to loop.call_later, which takes seconds
+        timeout_keep_alive=float(config.settings.server.keepalive_timeout),  # type: ignore[arg-type]
         loop="auto",
-        http="auto",
+        http=protocol_class(limits),
+        ws="none",
         server_header=False,
     )
     server = uvicorn.Server(uv)

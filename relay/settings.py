@@ -34,6 +34,11 @@ class Server(_Strict, frozen=True, kw_only=True):
     shutdown_grace: Duration = Duration(10.0)
     allow_ips: list[str] = []
     trusted_proxies: list[str] = []
+    # Slow, idle and too many clients (relay.http_protocol); 0 turns a head/body deadline off.
+    header_timeout: Duration = Duration(10.0)
+    body_timeout: Duration = Duration(30.0)
+    keepalive_timeout: Duration = Duration(5.0)
+    max_connections: Annotated[int, Meta(ge=1)] = 2048
 
 
 class Queue(_Strict, frozen=True, kw_only=True):

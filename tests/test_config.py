@@ -505,7 +505,7 @@ ERROR_CASES = [
         """,
         "inn:",
         "routes[0].when.event_name.inn: unknown operator 'inn' (did you mean 'in'?);"
-        " valid: in, not_in, regex, glob, gt, gte, lt, lte, exists",
+        " valid: in, not_in, regex, glob, gt, gte, lt, lte, exists, max_length",
     ),
     (
         "bad-regex",

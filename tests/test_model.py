@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from relay.model import EVENT_FIELDS, INT64, UINT64, EventInvalid, validate_events
+from relay.model import (
+    EVENT_FIELDS,
+    INT64,
+    MAX_REPORTED_ERRORS,
+    UINT64,
+    EventInvalid,
+    validate_events,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -263,3 +273,50 @@ def test_top_level_must_be_an_object_or_array(decoded: Any, kind: str) -> None:
 def test_nested_arrays_are_not_flattened() -> None:
     errors = errors_of([[event()]])
     assert errors == {"$[0]": "expected an event object, got array"}
+
+
+# -- the report is capped; its cost follows the body, not the number of errors -------------
+def _all_errors(decoded: list[Any]) -> list[str]:
+    """Every offending path of an array, uncapped, in order (a reference for the cap)."""
+    paths = []
+    for i, item in enumerate(decoded):
+        try:
+            validate_events(item)
+        except EventInvalid as exc:
+            paths += [f"$[{i}]{p[1:]}" for p in exc.errors]
+    return paths
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([event(), {}, 7, event(timestamp="x"), event(hwid=None, campaign_id=-1)]),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_report_names_the_first_errors_in_order_and_counts_the_rest(batch: list[Any]) -> None:
+    expected = _all_errors(batch)
+    if not expected:
+        assert validate_events(batch) == batch
+        return
+    with pytest.raises(EventInvalid) as info:
+        validate_events(batch)
+    assert list(info.value.errors) == expected[:MAX_REPORTED_ERRORS]
+    assert info.value.omitted == len(expected) - min(len(expected), MAX_REPORTED_ERRORS)
+    assert info.value.extra.get("errors_omitted", 0) == info.value.omitted
+
+
+def test_a_flood_of_errors_costs_no_memory_per_error() -> None:
+    batch: list[Any] = [{} for _ in range(200_000)]  # 1.4 million missing fields
+    tracemalloc.start()
+    try:
+        with pytest.raises(EventInvalid) as info:
+            validate_events(batch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(info.value.errors) == MAX_REPORTED_ERRORS
+    assert info.value.omitted == 200_000 * len(REQUIRED) - MAX_REPORTED_ERRORS
+    assert peak < 256 * 1024  # the report and a few strings, whatever the number of errors
+    assert str(info.value).endswith(f"; and {info.value.omitted} more")

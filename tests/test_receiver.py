@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from relay.app import Runtime, create_app
 from relay.config import RelayConfig, parse_config
+from relay.model import MAX_REPORTED_ERRORS
 
 from .helpers import rows
 
@@ -33,6 +34,7 @@ def load_example(name: str) -> Any:
 
 PATH = "/webhooks/pushwoosh"
 MAX_BODY = 8192
+MIB = 1024 * 1024
 TOKEN = "tok-3f9a1c7e5b2d"
 UINT64_MAX = 2**64 - 1
 
@@ -388,6 +390,54 @@ def test_error_messages_say_what_is_wrong(client: TestClient[Litestar]) -> None:
     assert "range" in errors["$.message_id"]
     r = post(client, _without("hwid"))
     assert "missing" in r.json()["errors"]["$.hwid"]
+
+
+@pytest.mark.parametrize(
+    ("item", "per_item"),
+    [(b"{}", len(REQUIRED)), (b"1", 1), (b'{"timestamp":"x","hwid":null}', len(REQUIRED))],
+    ids=["empty-objects", "numbers", "bad-fields"],
+)
+def test_the_error_report_is_capped_whatever_the_body(
+    serve: Callable[..., Any], db: Path, item: bytes, per_item: int
+) -> None:
+    """1 MB of ``{}`` holds 2.4 million errors: the 422 names 50 and counts the rest."""
+    items = (MIB - 2) // (len(item) + 1)
+    body = b"[" + b",".join([item] * items) + b"]"
+    with capture_logs() as logs, serve(max_body=MIB) as client:
+        r = client.post(PATH, content=body)
+    assert r.status_code == 422
+    assert len(r.content) < 4096  # a few KB, however many errors
+    answer = r.json()
+    assert answer["error"] == "event does not match the Pushwoosh webhook schema"
+    assert len(answer["errors"]) == MAX_REPORTED_ERRORS
+    assert answer["errors_omitted"] == items * per_item - MAX_REPORTED_ERRORS
+    first = next(iter(answer["errors"]))
+    assert first.startswith("$[0]")  # in body order: the sender fixes them front to back
+    (line,) = rejected(logs)
+    assert line["status"] == 422 and len(repr(line)) < 1000  # the log line is not the report
+    assert count(db, "events") == 0
+
+
+def test_a_bug_on_the_receiving_path_is_a_logged_503_not_a_500(
+    client: TestClient[Litestar], db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net: no body produces one (tests/test_fuzz.py), but a bug must not be a 500."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+        yield  # a generator, like the real steps
+
+    monkeypatch.setattr("relay.app.preparation", broken)
+    with capture_logs() as logs:
+        r = post(client, example("email-sent.json"))
+    assert r.status_code == 503
+    assert r.json() == {"error": "internal error; the event was not accepted"}
+    (line,) = [e for e in logs if e["event"] == "receiver.failed"]
+    assert line["log_level"] == "error"
+    assert "ZeroDivisionError: a bug" in line["error"]
+    assert isinstance(line["exc_info"], ZeroDivisionError)  # rendered as a traceback
+    assert not rejected(logs)
+    assert count(db, "events") == 0
 
 
 # -- 413 ------------------------------------------------------------------------------------

@@ -640,7 +640,35 @@ def test_reporting_lists_every_mistake_in_document_order() -> None:
 
 
 def test_valid_operators_are_the_documented_ones() -> None:
-    assert OPERATORS == ("in", "not_in", "regex", "glob", "gt", "gte", "lt", "lte", "exists")
+    assert OPERATORS == (
+        "in",
+        "not_in",
+        "regex",
+        "glob",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "exists",
+        "max_length",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "holds"),
+    [("a" * 254, True), ("a" * 255, False), ("é" * 254, True), (12345, True), (123456, False)],
+)
+def test_max_length_counts_characters_of_the_text(value: object, holds: bool) -> None:
+    limit = {"hwid": {"max_length": 254}} if isinstance(value, str) else {"hwid": {"max_length": 5}}
+    assert compile_when(limit)({"hwid": value}) is holds
+    assert compile_when(limit)({}) is False
+    assert compile_when(limit)({"hwid": None}) is False
+
+
+@pytest.mark.parametrize("arg", [-1, 1.5, "10", True, None])
+def test_max_length_wants_a_whole_number(arg: object) -> None:
+    with pytest.raises(SpecError, match="expected a whole number of characters"):
+        compile_when({"hwid": {"max_length": arg}})
 
 
 # -- literal_comparisons / referenced_fields ---------------------------------------------------
@@ -742,6 +770,7 @@ OPERATOR_ARGS: dict[str, st.SearchStrategy[Any]] = {
     "lt": NUMBERS,
     "lte": NUMBERS,
     "exists": st.booleans(),
+    "max_length": st.integers(min_value=0, max_value=30),
 }
 OPERATOR_MAPS = st.lists(
     st.sampled_from(OPERATORS).flatmap(lambda op: st.tuples(st.just(op), OPERATOR_ARGS[op])),
@@ -864,6 +893,9 @@ def _reference_field(cond: object, value: object) -> bool:
             ok = not any(_loose_eq(lit, value) for lit in arg)
         elif op == "exists":
             ok = (value is not _ABSENT) is arg
+        elif op == "max_length":
+            text = _reference_text(value)
+            ok = text is not None and len(text) <= arg
         elif op in ("regex", "glob"):
             text = _reference_text(value)
             if text is None:

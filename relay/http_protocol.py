@@ -1,0 +1,218 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol, hardened against slow and idle clients.
+
+uvicorn closes idle keep-alive connections, but nothing bounds the time a
+client takes to send a request: a connection that never sends one, or trickles
+its headers a byte every few seconds, holds a file descriptor for ever, and
+about a thousand of them lock everyone else out. Its connection cap answers in
+plain text, and the size of a request head is not limited at all. This
+subclass adds, per connection:
+
+- a head deadline: the request line and headers must arrive within
+  ``server.header_timeout`` of the connection (or, on a kept-alive connection,
+  of the next request's first byte). One deadline per request, not per byte,
+  so trickling cannot stretch it. A connection that sent nothing is closed; a
+  partial request is answered 408.
+- a body deadline: the whole body within ``server.body_timeout`` of the head,
+  else 408 (the app, waiting for the rest, logs it as a rejection).
+- a head of at most :data:`MAX_HEAD_BYTES`, else 431.
+- a connection cap: a request on a connection beyond ``max_connections`` is
+  answered 503 with a JSON reason and the connection closed, instead of the
+  client finding the port refused once file descriptors run out.
+
+Every answer it makes itself is JSON with ``Connection: close``, like the app's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .logs import get_logger
+
+log = get_logger("relay.http")
+
+#: Request line plus headers, in bytes; Node.js and nginx allow 16 and 8 KiB by default.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one server process allows a connection (0 s = no deadline)."""
+
+    header_timeout: float
+    body_timeout: float
+    max_connections: int
+
+
+def connection_cap(configured: int, fd_limit: int) -> int:
+    """``max_connections``, kept to half the file descriptors the process may open.
+
+    The other half is for connections beyond the cap (they are answered 503, which
+    needs a descriptor too), the queue, logs and the delivery workers' requests.
+    """
+    return max(1, min(configured, fd_limit // 2))
+
+
+def protocol_class(limits: ConnectionLimits) -> type[RelayHttpProtocol]:
+    """The protocol class to give uvicorn (``http=``) for these limits."""
+    return type("RelayHttpProtocol", (RelayHttpProtocol,), {"limits": limits, "tally": _Tally()})
+
+
+class _Tally:
+    """Connections cut off, by reason, logged at most every 10 s per reason.
+
+    A flood of slow clients is then a line every 10 s, not a line per connection;
+    ``count`` says how many since the previous line (this one included).
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._logged_at: dict[str, float] = {}
+
+    def add(self, reason: str, **fields: Any) -> None:
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._logged_at.get(reason, -10.0) >= 10.0:
+            log.warning("http.cut_off", reason=reason, count=self._counts[reason], **fields)
+            self._counts[reason], self._logged_at[reason] = 0, now
+
+
+class RelayHttpProtocol(HttpToolsProtocol):
+    limits: ClassVar[ConnectionLimits]
+    tally: ClassVar[_Tally]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._request_seen = False  # a byte of the current request has arrived
+        self._head_bytes = 0
+        self._head_too_large = False
+
+    # -- the connection ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self.app = _busy  # this connection's request gets a 503, then it is closed
+            self.tally.add("max_connections", max_connections=self.limits.max_connections)
+        self._arm(self.limits.header_timeout, self._head_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None:  # the first bytes after an answer: a new head's clock starts
+            self._arm(self.limits.header_timeout, self._head_late)
+        self._request_seen = True
+        super().data_received(data)
+
+    # -- parser callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._deadline is None:  # a pipelined request, read in the same chunk as the last
+            self._arm(self.limits.header_timeout, self._head_late)
+        self._request_seen = True
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._arm(self.limits.body_timeout, self._body_late)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._request_seen = False
+        self._head_bytes = 0
+        super().on_message_complete()
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._head_too_large = True
+            # the parser turns this into an HttpParserError: uvicorn then calls send_400_response
+            raise ValueError("request head too large")
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, as JSON."""
+        if self._head_too_large:
+            self._answer(431, f"request head over {MAX_HEAD_BYTES} bytes")
+        else:
+            self._answer(400, "malformed HTTP request")
+
+    # -- deadlines --------------------------------------------------------------------------
+    def _arm(self, seconds: float, late: Any) -> None:
+        self._disarm()
+        if seconds > 0:
+            self._deadline = self.loop.call_later(seconds, late)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_late(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        self.tally.add("header_timeout", header_timeout=self.limits.header_timeout)
+        if self._request_seen:
+            self._answer(408, f"request head not received within {self.limits.header_timeout:g}s")
+        else:
+            self.transport.close()  # never said a word: nobody to answer
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        self.tally.add("body_timeout", body_timeout=self.limits.body_timeout)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            # The app is waiting for the rest of the body: it hears "disconnected" (and logs
+            # a rejection); the client hears why.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self._answer(408, f"request body not received within {self.limits.body_timeout:g}s")
+        else:
+            self.transport.close()  # answered already; the client is still trickling a body
+
+    def _answer(self, status: int, reason: str) -> None:
+        body = msgspec.json.encode({"error": reason})
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
+_BUSY = msgspec.json.encode({"error": "too many open connections; retry shortly"})
+
+
+async def _busy(scope: Any, receive: Any, send: Any) -> None:
+    """The ASGI app of a connection beyond the cap."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_BUSY)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _BUSY})
