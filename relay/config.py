@@ -226,6 +226,7 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
                 name=route.name, when=when, to=tuple(route.to), stop=route.stop, group=route.group
             )
         )
+    problems.extend(_console_path_problems(settings, doc))
     if settings.queue.heartbeat < 0.05:
         problems.append(doc.problem("queue.heartbeat", "must be at least 50ms"))
     ip_policy = IpPolicy()
@@ -240,7 +241,7 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
         raise ConfigError(problems)
     if not routes and not settings.reload.allow_no_routes:
         warnings.append(doc.problem("routes", NO_ROUTES))
-    secrets = {settings.server.token} if settings.server.token else set()
+    secrets = {settings.server.token, settings.server.admin_token} - {""}
     for dest in destinations.values():
         secrets |= dest.secrets
     return RelayConfig(
@@ -253,6 +254,22 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
         ip_policy=ip_policy,
         lines=doc.lines,
     )
+
+
+#: Paths the app serves whatever the config says; the console may not take one of them.
+FIXED_PATHS = ("/api", "/healthz", "/readyz", "/metrics", "/schema")
+
+
+def _console_path_problems(settings: Config, doc: yamlsource.Document) -> list[Problem]:
+    console = settings.server.console_path.rstrip("/")
+    for path in (settings.server.path.rstrip("/") or "/", *FIXED_PATHS):
+        if path == "/":  # a receiver at the root leaves every other path free
+            continue
+        if console == path or console.startswith(path + "/") or path.startswith(console + "/"):
+            return [
+                doc.problem("server.console_path", f"overlaps {path!r}, which the relay serves")
+            ]
+    return []
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

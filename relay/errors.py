@@ -173,3 +173,19 @@ class EventInvalid(Rejected):
     def __str__(self) -> str:
         listed = "; ".join(f"{p}: {m}" for p, m in self.errors.items())
         return f"{listed}; and {self.omitted} more" if self.omitted else listed
+
+
+class AdminRefused(RelayError):
+    """The console or admin API refuses a request: an HTTP status (4xx) and a reason for people.
+
+    Raised by :mod:`relay.console` and :mod:`relay.api` wherever a request is found wanting
+    (no access, bad filter, unknown destination, ...) and rendered by each face's own
+    handler: JSON ``{"error": reason}`` for the API, a page for the console.
+    ``retry_after`` (seconds) is sent as ``Retry-After`` (a 429 after failed logins).
+    """
+
+    def __init__(self, status: int, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after

@@ -3,8 +3,8 @@
 A valid new config takes effect for new events at once (routes, destinations,
 limits, templates, token); an invalid one is refused with the very lines
 `relay check` prints, and the running config stays. So is a valid one that
-would silently weaken the running relay (drop its token or its allowed
-addresses, or leave no route) unless the file says so under `reload:`: a lost
+would silently weaken the running relay (drop its token, its admin token or its
+allowed addresses, or leave no route) unless the file says so under `reload:`: a lost
 line or a save caught half-way must not open the relay to anyone. Settings bound
 at start (listen address, path, body limit, queue URL) are reported as needing a
 restart.
@@ -33,6 +33,7 @@ RESTART_ONLY = (
     ("server", "body_timeout"),
     ("server", "keepalive_timeout"),
     ("server", "max_connections"),
+    ("server", "console_path"),  # the console's routes are mounted at start
     ("queue", "url"),
 )
 
@@ -63,6 +64,16 @@ def weakenings(running: RelayConfig, new: RelayConfig) -> list[Problem]:
                 "the running relay requires a token and this config has none; refused, so"
                 " events stay authenticated (to drop the token, set"
                 " reload.allow_removing_token: true)",
+            )
+        )
+    running_admin = running.settings.server.admin_token
+    if running_admin and not server.admin_token and not allow.allow_removing_token:
+        found.append(
+            new.problem(
+                "server.admin_token",
+                "the running relay requires an admin token for the console and admin API and"
+                " this config has none; refused, so a proxied request cannot pass for a local"
+                " one (to drop it, set reload.allow_removing_token: true)",
             )
         )
     dropped_ips = running.settings.server.allow_ips and not server.allow_ips

@@ -39,6 +39,17 @@ class Server(_Strict, frozen=True, kw_only=True):
     body_timeout: Duration = Duration(30.0)
     keepalive_timeout: Duration = Duration(5.0)
     max_connections: Annotated[int, Meta(ge=1)] = 2048
+    # The operator console and admin API (relay.console, relay.api). Without an admin
+    # token they answer loopback clients only, and are off when the relay listens beyond.
+    admin_token: Annotated[
+        str,
+        Meta(
+            description="Bearer token of the admin API and the console's login; empty = local only"
+        ),
+    ] = ""
+    console_path: Annotated[
+        str, Meta(pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_-]$", description="where the console is")
+    ] = "/console"
 
 
 class Queue(_Strict, frozen=True, kw_only=True):
@@ -125,7 +136,10 @@ class Reload(_Strict, frozen=True, kw_only=True):
     # Refused by default because a file saved half-way or a lost line must not switch off
     # authentication or routing; each key names one weakening the operator means.
     allow_removing_token: Annotated[
-        bool, Meta(description="accept a reload that drops the running server.token")
+        bool,
+        Meta(
+            description="accept a reload that drops the running server.token or server.admin_token"
+        ),
     ] = False
     allow_removing_allow_ips: Annotated[
         bool, Meta(description="accept a reload that empties the running server.allow_ips")
