@@ -14,13 +14,15 @@ from typing import Any
 import msgspec
 
 from .masking import mask_hwid
-from .model import DeliveryState
+from .model import AttemptOutcome, DeliveryState
 from .queue import DeadLetter, EventFilter, ForgetReport, Queue, StoredEvent
 from .queue.records import DeliveryView
 from .units import iso
 
 #: Most events one listing answers with; more is a page further (``next``).
 MAX_PAGE = 500
+#: Most dead-letter groups (destination, last error) a report lists.
+MAX_GROUPS = 200
 
 
 class NotFound(LookupError):
@@ -168,6 +170,92 @@ async def replay_dead(
 ) -> int:
     """Dead deliveries back to pending with a fresh budget (``ids=None``: all)."""
     return await queue.replay(ids, destination, time.time() if now is None else now)
+
+
+async def dead_letter_report(
+    queue: Queue, destination: str | None, error: str | None, limit: int = 100
+) -> dict[str, Any]:
+    """``GET /api/v1/dead-letters``: how many match, their groups, the newest of them.
+
+    ``error`` is a last error exactly as stored (``""`` for none); None means any.
+    """
+    groups = await queue.dead_groups(destination, MAX_GROUPS)
+    return {
+        "count": await queue.dead_count(destination, error),
+        "groups": [
+            {
+                "destination": g.destination,
+                "error": g.error,
+                "count": g.count,
+                "first": iso(g.first),
+                "last": iso(g.last),
+            }
+            for g in groups
+            if error is None or g.error == error
+        ],
+        "dead_letters": [
+            dead_letter(d) for d in await queue.dead_matching(destination, error, limit)
+        ],
+    }
+
+
+async def count_dead(queue: Queue, destination: str | None, error: str | None) -> int:
+    """How many dead letters a replay of this filter would take back (the confirm step)."""
+    return await queue.dead_count(destination, error)
+
+
+async def replay_dead_matching(
+    queue: Queue,
+    destination: str | None,
+    error: str | None,
+    now: float | None = None,
+    *,
+    batch: int = 500,
+) -> int:
+    """Every dead letter of a filter back to pending with a fresh budget; how many went.
+
+    Without an error the queue replays the whole filter in one statement; with one, the
+    ids are taken a batch at a time (letters dying meanwhile may join, within a bound).
+    """
+    stamp = time.time() if now is None else now
+    if error is None:
+        return await queue.replay(None, destination, stamp)
+    rounds = await queue.dead_count(destination, error) // batch + 2
+    total = 0
+    for _ in range(rounds):
+        ids = await queue.dead_ids(destination, error, batch)
+        if not ids:
+            break
+        total += await queue.replay(ids, destination, stamp)
+        if len(ids) < batch:
+            break
+    return total
+
+
+async def activity_per_minute(queue: Queue, now: float, minutes: int = 60) -> dict[str, Any]:
+    """Events received and attempts by outcome per minute over the last ``minutes``.
+
+    ``minutes`` lists the start of each minute (oldest first); every series has one
+    count per minute: ``events``, ``attempts`` by outcome, and the same per destination.
+    """
+    last = int(now // 60)
+    first = last - minutes + 1
+    span = range(first, last + 1)
+    counts = await queue.per_minute(first * 60.0)
+    outcomes = [o.value for o in AttemptOutcome]
+    per_dest: dict[str, dict[str, list[int]]] = {}
+    total = {o: [0] * minutes for o in outcomes}
+    for (minute, dest, outcome), n in counts.attempts.items():
+        if first <= minute <= last and outcome in total:
+            series = per_dest.setdefault(dest, {o: [0] * minutes for o in outcomes})
+            series[outcome][minute - first] += n
+            total[outcome][minute - first] += n
+    return {
+        "minutes": [iso(m * 60.0) for m in span],
+        "events": [counts.events.get(m, 0) for m in span],
+        "attempts": total,
+        "by_destination": dict(sorted(per_dest.items())),
+    }
 
 
 def state_filter(text: str | None) -> DeliveryState | None:

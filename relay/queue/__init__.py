@@ -33,6 +33,7 @@ from .core import DEFAULT_MAX_EVENTS
 from .records import (
     Accepted,
     Cutoffs,
+    DeadGroup,
     DeadLetter,
     Depth,
     EnqueueRequest,
@@ -40,6 +41,7 @@ from .records import (
     EventPage,
     ForgetReport,
     LeaseRequest,
+    MinuteCounts,
     Settlement,
     StoredEvent,
 )
@@ -184,6 +186,30 @@ class Queue:
         """Dead deliveries back to pending with a fresh attempt budget; ``ids=None`` = all."""
         return await self.transport.write(lambda: core.replay_dead(ids, destination, now))
 
+    async def dead_groups(
+        self, destination: str | None = None, limit: int = 200
+    ) -> list[DeadGroup]:
+        """Dead letters grouped by destination and last error, largest groups first."""
+        return await self.transport.read(lambda: core.dead_groups(destination, limit))
+
+    async def dead_count(self, destination: str | None, error: str | None) -> int:
+        """Dead letters of ``destination`` whose last error is ``error`` (None = any)."""
+        return await self.transport.read(lambda: core.dead_count(destination, error))
+
+    async def dead_matching(
+        self, destination: str | None, error: str | None, limit: int
+    ) -> list[DeadLetter]:
+        """The newest dead letters of that filter."""
+        return await self.transport.read(lambda: core.dead_matching(destination, error, limit))
+
+    async def dead_ids(self, destination: str | None, error: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` ids of dead letters of that filter."""
+        return await self.transport.read(lambda: core.dead_ids(destination, error, limit))
+
+    async def per_minute(self, since: float) -> MinuteCounts:
+        """Per-minute events received and attempts (by destination, outcome) since ``since``."""
+        return await self.transport.read(lambda: core.per_minute(since))
+
     async def depth(self, now: float) -> Depth:
         """Counts for metrics."""
         return await self.transport.read(lambda: core.depth(now))
@@ -254,12 +280,14 @@ __all__ = [
     "DEFAULT_MAX_EVENTS",
     "Accepted",
     "Cutoffs",
+    "DeadGroup",
     "DeadLetter",
     "Depth",
     "EventFilter",
     "EventPage",
     "ForgetReport",
     "LeaseRequest",
+    "MinuteCounts",
     "Queue",
     "Settlement",
     "StoredEvent",

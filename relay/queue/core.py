@@ -26,6 +26,7 @@ from .records import (
     Accepted,
     AttemptView,
     Cutoffs,
+    DeadGroup,
     DeadLetter,
     DeliveryView,
     Depth,
@@ -34,6 +35,7 @@ from .records import (
     EventPage,
     ForgetReport,
     LeaseRequest,
+    MinuteCounts,
     Settlement,
     StoredEvent,
 )
@@ -276,7 +278,10 @@ MERGED: dict[str, Callable[[list[Any]], Op[list[Any]]]] = {
 
 # -- dead letters, groups, depth ------------------------------------------------------------
 def dead_letters(destination: str | None, limit: int) -> Op[list[DeadLetter]]:
-    rows = yield _rows("dead_letters", destination=destination, limit=limit)
+    return _dead_letters((yield _rows("dead_letters", destination=destination, limit=limit)))
+
+
+def _dead_letters(rows: list[tuple[Any, ...]]) -> list[DeadLetter]:
     return [
         DeadLetter(did, dest, event_id, name or "", attempts, error or "", at, status, route)
         for did, dest, event_id, name, attempts, error, status, at, route in rows
@@ -586,3 +591,35 @@ def _mask_texts(delivery_id: str, address: str) -> Op[None]:
 
 def _masked(pattern: re.Pattern[str], text: str | None) -> str | None:
     return None if text is None else pattern.sub(MASK, text)
+
+
+# -- the console's reads --------------------------------------------------------------------
+def per_minute(since: float) -> Op[MinuteCounts]:
+    """Events received, and attempts by destination and outcome, per minute since ``since``."""
+    events = {int(m): int(n) for m, n in (yield _rows("minute_events", since=since))}
+    rows = yield _rows("minute_attempts", since=since)
+    return MinuteCounts(events, {(int(m), d, o): int(n) for m, d, o, n in rows})
+
+
+def dead_groups(destination: str | None, limit: int) -> Op[list[DeadGroup]]:
+    """Dead letters grouped by destination and last error, the largest groups first."""
+    rows = yield _rows("dead_groups", destination=destination, limit=limit)
+    return [DeadGroup(d, e, int(n), float(a), float(b)) for d, e, n, a, b in rows]
+
+
+def dead_count(destination: str | None, error: str | None) -> Op[int]:
+    """How many dead letters a filter (destination, exact last error; None = any) matches."""
+    [(n,)] = yield _rows("dead_count_matching", destination=destination, error=error)
+    return int(n)
+
+
+def dead_matching(destination: str | None, error: str | None, limit: int) -> Op[list[DeadLetter]]:
+    """The newest dead letters a filter matches."""
+    rows = yield _rows("dead_matching", destination=destination, error=error, limit=limit)
+    return _dead_letters(rows)
+
+
+def dead_ids(destination: str | None, error: str | None, limit: int) -> Op[list[str]]:
+    """Up to ``limit`` ids of dead letters a filter matches (in no particular order)."""
+    rows = yield _rows("dead_ids", destination=destination, error=error, limit=limit)
+    return [r[0] for r in rows]

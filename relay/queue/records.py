@@ -104,6 +104,25 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadGroup:
+    """Dead letters sharing a destination and a last error (the console groups them)."""
+
+    destination: str
+    error: str  # "" when none was recorded
+    count: int
+    first: float  # when the oldest of them died
+    last: float  # and the newest
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCounts:
+    """Per-minute counts since some time (``minute`` = epoch seconds // 60), for charts."""
+
+    events: dict[int, int]  # minute -> events received
+    attempts: dict[tuple[int, str, str], int]  # (minute, destination, outcome) -> attempts
+
+
+@dataclass(frozen=True, slots=True)
 class Cutoffs:
     """What pruning may delete: rows settled or seen before these times."""
 

@@ -375,3 +375,47 @@ UPDATE relay_events
    SET event_name = %(event_name)s, hwid = %(hwid)s, user_id = %(user_id)s,
        campaign_id = %(campaign_id)s
  WHERE id = %(id)s;
+
+-- name: minute_events
+-- Events received per minute since :since (the console's chart), on relay_events_received.
+SELECT floor(received_at / 60)::bigint, count(*) FROM relay_events
+ WHERE received_at >= %(since)s GROUP BY 1;
+
+-- name: minute_attempts
+-- Attempts per minute, destination and outcome since :since, on relay_attempts_started.
+SELECT floor(started_at / 60)::bigint, destination, outcome, count(*) FROM relay_attempts
+ WHERE started_at >= %(since)s GROUP BY 1, 2, 3;
+
+-- name: dead_groups
+-- Dead letters by destination and last error, the largest groups first.
+SELECT destination, COALESCE(last_error, ''), count(*), min(updated_at), max(updated_at)
+  FROM relay_deliveries
+ WHERE state = 'dead'
+   AND (%(destination)s::text IS NULL OR destination = %(destination)s::text)
+ GROUP BY destination, COALESCE(last_error, '')
+ ORDER BY count(*) DESC, destination LIMIT %(limit)s;
+
+-- name: dead_count_matching
+-- Dead letters of :destination (NULL: any) whose last error is :error (NULL: any).
+SELECT count(*) FROM relay_deliveries
+ WHERE state = 'dead'
+   AND (%(destination)s::text IS NULL OR destination = %(destination)s::text)
+   AND (%(error)s::text IS NULL OR COALESCE(last_error, '') = %(error)s::text);
+
+-- name: dead_matching
+-- The newest dead letters of that filter, as `relay dlq list` shows them.
+SELECT d.id, d.destination, d.event_id, e.event_name, d.attempts, d.last_error,
+       d.last_status, d.updated_at, d.route
+  FROM relay_deliveries d JOIN relay_events e ON e.id = d.event_id
+ WHERE d.state = 'dead'
+   AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
+   AND (%(error)s::text IS NULL OR COALESCE(d.last_error, '') = %(error)s::text)
+ ORDER BY d.updated_at DESC LIMIT %(limit)s;
+
+-- name: dead_ids
+-- Up to :limit ids of that filter (replaying a filter takes them a batch at a time).
+SELECT id FROM relay_deliveries
+ WHERE state = 'dead'
+   AND (%(destination)s::text IS NULL OR destination = %(destination)s::text)
+   AND (%(error)s::text IS NULL OR COALESCE(last_error, '') = %(error)s::text)
+ LIMIT %(limit)s;

@@ -357,3 +357,43 @@ SELECT id, body FROM events WHERE id > :after AND event_name IS NULL ORDER BY id
 UPDATE events
    SET event_name = :event_name, hwid = :hwid, user_id = :user_id, campaign_id = :campaign_id
  WHERE id = :id;
+
+-- name: minute_events
+-- Events received per minute since :since (the console's chart), on events_received.
+SELECT CAST(received_at / 60 AS INTEGER), COUNT(*) FROM events
+ WHERE received_at >= :since GROUP BY 1;
+
+-- name: minute_attempts
+-- Attempts per minute, destination and outcome since :since, on attempts_started.
+SELECT CAST(started_at / 60 AS INTEGER), destination, outcome, COUNT(*) FROM attempts
+ WHERE started_at >= :since GROUP BY 1, 2, 3;
+
+-- name: dead_groups
+-- Dead letters by destination and last error, the largest groups first.
+SELECT destination, COALESCE(last_error, ''), COUNT(*), MIN(updated_at), MAX(updated_at)
+  FROM deliveries
+ WHERE state = 'dead' AND (:destination IS NULL OR destination = :destination)
+ GROUP BY destination, COALESCE(last_error, '')
+ ORDER BY COUNT(*) DESC, destination LIMIT :limit;
+
+-- name: dead_count_matching
+-- Dead letters of :destination (NULL: any) whose last error is :error (NULL: any).
+SELECT COUNT(*) FROM deliveries
+ WHERE state = 'dead' AND (:destination IS NULL OR destination = :destination)
+   AND (:error IS NULL OR COALESCE(last_error, '') = :error);
+
+-- name: dead_matching
+-- The newest dead letters of that filter, as `relay dlq list` shows them.
+SELECT d.id, d.destination, d.event_id, e.event_name, d.attempts, d.last_error,
+       d.last_status, d.updated_at, d.route
+  FROM deliveries d JOIN events e ON e.id = d.event_id
+ WHERE d.state = 'dead' AND (:destination IS NULL OR d.destination = :destination)
+   AND (:error IS NULL OR COALESCE(d.last_error, '') = :error)
+ ORDER BY d.updated_at DESC LIMIT :limit;
+
+-- name: dead_ids
+-- Up to :limit ids of that filter (replaying a filter takes them a batch at a time).
+SELECT id FROM deliveries
+ WHERE state = 'dead' AND (:destination IS NULL OR destination = :destination)
+   AND (:error IS NULL OR COALESCE(last_error, '') = :error)
+ LIMIT :limit;
