@@ -89,6 +89,7 @@ COMMANDS = {
     "dlq": store.cmd_dlq,
     "events": store.cmd_events,
     "forget": store.cmd_forget,
+    "destinations": store.cmd_destinations,
     "schema": cmd_schema,
     "migrate": store.cmd_migrate,
 }

@@ -32,10 +32,12 @@ from . import core
 from .core import DEFAULT_MAX_EVENTS
 from .records import (
     Accepted,
+    Activity,
     Cutoffs,
     DeadGroup,
     DeadLetter,
     Depth,
+    DestinationState,
     EnqueueRequest,
     EventFilter,
     EventPage,
@@ -156,6 +158,17 @@ class Queue:
         """Lease for several destinations in one transaction."""
         return await self.transport.write(lambda: core.lease(requests, self.owner, now))
 
+    async def release_stray(self, destination: str, keep: Sequence[str]) -> int:
+        """Hand back our leases of ``destination`` that no attempt of ours uses.
+
+        A lease call that timed out may still have committed; run this before
+        leasing again, with the ids of the attempts in flight.
+        """
+        now = time.time()
+        return await self.transport.write(
+            lambda: core.release_stray(self.owner, destination, keep, now)
+        )
+
     async def settle(self, settlement: Settlement) -> None:
         """Record an attempt; apply its outcome if the delivery is still pending and ours."""
         await self.transport.merged("settle", (settlement, self.owner))
@@ -241,6 +254,50 @@ class Queue:
             total += report
         return total
 
+    # -- destination health -----------------------------------------------------------------
+    async def destination_states(self) -> dict[str, DestinationState]:
+        """Every destination's shared state (paused, circuit); absent = active and closed."""
+        states = await self.transport.read(core.destination_states)
+        return {state.name: state for state in states}
+
+    async def pause(self, name: str, reason: str | None, now: float) -> bool:
+        """Hold ``name`` for every instance; False if it was paused already."""
+        return await self.transport.write(lambda: core.pause(name, reason, now))
+
+    async def resume(self, name: str, now: float) -> bool:
+        """Release a pause; False if it was not paused."""
+        return await self.transport.write(lambda: core.resume(name, now))
+
+    async def open_circuit(self, name: str, reason: str, cooldown: float, now: float) -> bool:
+        """Closed -> open; True for the one instance that did it."""
+        return await self.transport.write(lambda: core.open_circuit(name, reason, cooldown, now))
+
+    async def claim_probe(self, name: str, until: float, now: float) -> bool:
+        """Take the half-open probe of ``name`` (one instance wins)."""
+        return await self.transport.write(lambda: core.claim_probe(name, self.owner, until, now))
+
+    async def close_circuit(self, name: str, now: float) -> bool:
+        """Our probe got through: close the circuit."""
+        return await self.transport.write(lambda: core.close_circuit(name, self.owner, now))
+
+    async def reopen_circuit(self, name: str, reason: str, cooldown: float, now: float) -> bool:
+        """Our probe failed: open again for ``cooldown``."""
+        return await self.transport.write(
+            lambda: core.reopen_circuit(name, self.owner, reason, cooldown, now)
+        )
+
+    async def health_window(self, destination: str, since: float) -> tuple[int, int]:
+        """(attempts, failures counted against it) since ``since``."""
+        return await self.transport.read(lambda: core.health_window(destination, since))
+
+    async def activity(self, destination: str, since: float, errors_since: float) -> Activity:
+        """Recent attempts of ``destination``: count, successes, p95, last failure."""
+        return await self.transport.read(lambda: core.activity(destination, since, errors_since))
+
+    async def dead_letters_notice(self, name: str, now: float, every: float) -> int | None:
+        """The dead count of ``name`` if a dead-letter notice is due now, else None."""
+        return await self.transport.write(lambda: core.dead_letters_notice(name, now, every))
+
     async def prune(self, cutoffs: Cutoffs, batch: int = 1000) -> int:
         """Delete one small batch of what retention lets go; repeat while it returns ``batch``."""
         return await self.transport.write(lambda: core.prune(cutoffs, batch))
@@ -283,6 +340,7 @@ __all__ = [
     "DeadGroup",
     "DeadLetter",
     "Depth",
+    "DestinationState",
     "EventFilter",
     "EventPage",
     "ForgetReport",
