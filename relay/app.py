@@ -23,7 +23,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import ClientException, InternalServerException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from . import __version__, maintenance
+from . import __version__, api, console, maintenance
 from .config import RelayConfig
 from .delivery import Dispatcher
 from .errors import QueueUnavailable, Rejected
@@ -55,6 +55,7 @@ class Runtime:
         config_path: str | None = None,
     ) -> None:
         self.config = config
+        self.loaded_at = time.time()  # when `config` was loaded (the console shows it)
         # restart-only: the limit Litestar enforces, whatever a reload says
         self.max_body_bytes = config.settings.server.max_body_bytes
         self.queue = queue or from_settings(config.settings.queue)
@@ -72,6 +73,7 @@ class Runtime:
     def apply(self, config: RelayConfig) -> None:
         """Swap in a reloaded config: new events use it; workers pick up new destinations."""
         self.config = config
+        self.loaded_at = time.time()
         if self.dispatcher is not None:
             self.dispatcher.sync()
             self.dispatcher.wake()
@@ -292,10 +294,13 @@ def create_app(
     *,
     run_workers: bool = True,
     config_path: str | None = None,
+    listen_host: str | None = None,
 ) -> Litestar:
     """Build the app for ``config``; ``queue`` overrides the configured one (tests).
 
     With ``config_path`` the app reloads that file on SIGHUP and when it changes.
+    ``listen_host`` is the address `relay serve` listens on (default: the config's);
+    without an admin token the console is for local clients only, and off beyond loopback.
     """
     server = config.settings.server
     handler = post(
@@ -307,12 +312,23 @@ def create_app(
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: failed},
     )(receive)
     app = Litestar(
-        route_handlers=[handler, healthz, readyz, metrics],
+        route_handlers=[
+            handler,
+            healthz,
+            readyz,
+            metrics,
+            api.router(),
+            *console.routers(server.console_path),
+        ],
         exception_handlers={Rejected: rejected, QueueUnavailable: unavailable},
+        template_config=console.template_config(),
+        on_startup=[console.announce],
         lifespan=[lifespan],
         request_max_body_size=server.max_body_bytes,
         debug=False,
         logging_config=None,
     )
     app.state.runtime = Runtime(config, queue, run_workers=run_workers, config_path=config_path)
+    app.state.admin = console.web.AdminState(listen_host)
+    app.state.console_path = server.console_path
     return app

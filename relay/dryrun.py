@@ -11,7 +11,11 @@ from .receiver import BodyInvalid, EventInvalid, group_key, prepare
 
 
 class EventFileInvalid(RelayError):
-    """The file does not hold a valid event."""
+    """The file does not hold a valid event; ``status`` is the HTTP answer for it (API)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def dry_run(config: RelayConfig, body: bytes) -> dict[str, Any] | list[dict[str, Any]]:
@@ -19,7 +23,7 @@ def dry_run(config: RelayConfig, body: bytes) -> dict[str, Any] | list[dict[str,
     try:
         prepared = prepare(body, config.table, dedupe=False)
     except BodyInvalid as exc:
-        raise EventFileInvalid(str(exc)) from None
+        raise EventFileInvalid(str(exc), 400) from None
     except EventInvalid as exc:
         raise EventFileInvalid(
             "invalid event: " + "; ".join(f"{path}: {msg}" for path, msg in exc.errors.items())

@@ -52,6 +52,10 @@ class IpPolicy:
                 return hop
         return hops[0] if hops else peer
 
+    def trusts(self, peer: str | None) -> bool:
+        """Whether ``peer`` is one of our proxies (whose X-Forwarded-* headers are believed)."""
+        return peer is not None and _within(peer, self.trusted_proxies)
+
     def allows(self, peer: str | None, forwarded_for: str | None) -> bool:
         if not self.allow:
             return True

@@ -61,22 +61,27 @@ def _json(schema: Schema, description: str) -> OpenAPIResponse:
     )
 
 
+def events_body() -> RequestBody:
+    """One event or an array of them: what the receiver and the dry run take."""
+    return RequestBody(
+        required=True,
+        content={
+            "application/json": OpenAPIMediaType(
+                schema=Schema(
+                    one_of=[
+                        EVENT_SCHEMA,
+                        Schema(type=OpenAPIType.ARRAY, items=EVENT_SCHEMA, min_items=1),
+                    ]
+                )
+            )
+        },
+    )
+
+
 @dataclass
 class ReceiveOperation(Operation):
     def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            required=True,
-            content={
-                "application/json": OpenAPIMediaType(
-                    schema=Schema(
-                        one_of=[
-                            EVENT_SCHEMA,
-                            Schema(type=OpenAPIType.ARRAY, items=EVENT_SCHEMA, min_items=1),
-                        ]
-                    )
-                )
-            },
-        )
+        self.request_body = events_body()
         accepted = Schema(
             type=OpenAPIType.OBJECT,
             properties={

@@ -114,7 +114,7 @@ def _run_server(
 ) -> int:
     """One server process: receiver and delivery workers on one event loop."""
     log = get_logger("relay")
-    app = create_app(config, config_path=config_path)
+    app = create_app(config, config_path=config_path, listen_host=str(sock.getsockname()[0]))
     uv = uvicorn.Config(
         app,
         log_config=None,
