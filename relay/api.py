@@ -21,7 +21,7 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi.spec import Operation
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from . import operations
 from .console import params, web
@@ -36,10 +36,10 @@ PREFIX = "/api/v1"
 MAX_IDS = 1000
 
 
-def _q(description: str, query: str | None = None, **schema: Any) -> Any:
+def _q(description: str, name: str | None = None, **schema: Any) -> Any:
     """A documented optional query parameter (read again by :mod:`relay.console.params`)."""
-    return Parameter(
-        description=description, query=query, required=False, schema_extra=schema or None
+    return QueryParameter(
+        description=description, name=name, required=False, schema_extra=schema or None
     )
 
 
@@ -123,7 +123,7 @@ async def list_events(
 )
 async def show_event(
     request: Request[Any, Any, Any],
-    event_id: str,
+    event_id: FromPath[str],
     unmask: Annotated[str | None, _q("show the address in full", type="boolean")] = None,
 ) -> dict[str, Any]:
     rt = web.runtime(request)
@@ -141,7 +141,9 @@ async def show_event(
     operation_id="replayEvent",
 )
 async def replay_event(
-    request: Request[Any, Any, Any], event_id: str, data: ReplayEvent | None = None
+    request: Request[Any, Any, Any],
+    event_id: FromPath[str],
+    data: JSONBody[ReplayEvent | None] = None,
 ) -> dict[str, Any]:
     rt = web.runtime(request)
     destination = data.destination if data else None
@@ -173,7 +175,9 @@ async def dead_letters(
     description='Body: `{"ids": [...]}`, or a filter `{"destination": NAME, "error": TEXT}`'
     ' (either or both), or `{"all": true}`; `"dry_run": true` only counts.',
 )
-async def replay_dead(request: Request[Any, Any, Any], data: ReplayDead) -> dict[str, Any]:
+async def replay_dead(
+    request: Request[Any, Any, Any], data: JSONBody[ReplayDead]
+) -> dict[str, Any]:
     rt = web.runtime(request)
     body = data
     if body.ids is not None:
@@ -208,7 +212,7 @@ async def destinations(request: Request[Any, Any, Any]) -> dict[str, Any]:
     description='Body (optional): `{"reason": TEXT}`. Events keep being queued for it.',
 )
 async def pause(
-    request: Request[Any, Any, Any], name: str, data: Pause | None = None
+    request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[Pause | None] = None
 ) -> dict[str, Any]:
     rt = web.runtime(request)
     reason = data.reason if data else None
@@ -216,7 +220,7 @@ async def pause(
 
 
 @post("/destinations/{name:str}/resume", status_code=200, summary="Release a pause")
-async def resume(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+async def resume(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
     rt = web.runtime(request)
     return await operations.resume_destination(rt.queue, rt.config, name)
 

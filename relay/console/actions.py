@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from .. import operations
@@ -40,7 +41,7 @@ def _plural(n: int, word: str) -> str:
 
 
 @post("/events/{event_id:str}/replay", status_code=200)
-async def replay_event(request: Request[Any, Any, Any], event_id: str) -> Template:
+async def replay_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
     rt = web.runtime(request)
     destination = params.text_field(await _form(request), "destination", 200) or None
     done = await operations.resend_event(rt.queue, event_id, destination)
@@ -79,7 +80,7 @@ async def replay_dead(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/destinations/{name:str}/pause", status_code=200)
-async def pause(request: Request[Any, Any, Any], name: str) -> Template:
+async def pause(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
     rt = web.runtime(request)
     reason = params.text_field(await _form(request), "reason", 500)
     done = await operations.pause_destination(rt.queue, rt.config, name, reason)
@@ -88,7 +89,7 @@ async def pause(request: Request[Any, Any, Any], name: str) -> Template:
 
 
 @post("/destinations/{name:str}/resume", status_code=200)
-async def resume(request: Request[Any, Any, Any], name: str) -> Template:
+async def resume(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
     rt = web.runtime(request)
     done = await operations.resume_destination(rt.queue, rt.config, name)
     text = f"{name} resumed ({done['state']})" if done["changed"] else f"{name} was not paused"
@@ -176,5 +177,5 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/{rest:path}", opt=PAGE, include_in_schema=False)
-async def unknown(request: Request[Any, Any, Any], rest: str) -> Response[Any]:
+async def unknown(request: Request[Any, Any, Any], rest: FromPath[str]) -> Response[Any]:
     return problem(request, 404, "no such page")

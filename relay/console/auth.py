@@ -215,7 +215,9 @@ class Throttle:
         self.forget_after = forget_after
         self._clients: OrderedDict[str, _Record] = OrderedDict()
 
-    def __len__(self) -> int:
+    @property
+    def tracked(self) -> int:
+        """How many clients are remembered (at most ``capacity``)."""
         return len(self._clients)
 
     def blocked_for(self, client: str, now: float) -> float:

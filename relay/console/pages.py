@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from litestar import Request, get
+from litestar.params import FromPath
 from litestar.response import Template
 
 from .. import operations
@@ -131,12 +132,12 @@ async def _event(request: Request[Any, Any, Any], event_id: str) -> dict[str, An
 
 
 @get("/events/{event_id:str}", opt=PAGE)
-async def event(request: Request[Any, Any, Any], event_id: str) -> Template:
+async def event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
     return page(request, "event.html", nav="events", **(await _event(request, event_id)))
 
 
 @get("/events/{event_id:str}/deliveries", opt=PAGE)
-async def event_deliveries(request: Request[Any, Any, Any], event_id: str) -> Template:
+async def event_deliveries(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
     return page(request, "_deliveries.html", **(await _event(request, event_id)))
 
 
