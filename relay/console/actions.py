@@ -112,10 +112,14 @@ async def route_test(request: Request[Any, Any, Any]) -> Template:
 # -- login ----------------------------------------------------------------------------------
 def safe_next(base: str, target: object) -> str:
     """Where to go after logging in: a console path of ours, never another site."""
-    if not isinstance(target, str) or not target.startswith(base):
+    if not isinstance(target, str) or not target.startswith(base) or len(target) > 2000:
         return base
+    if not target.isascii() or any(ord(c) <= 0x20 or c == "\x7f" for c in target):
+        return base  # a header value: no line breaks, spaces or bytes beyond ASCII
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or "\\" in target or target.startswith("//"):
+        return base
+    if ".." in parts.path.split("/"):
         return base
     rest = parts.path[len(base) :]
     if rest and not rest.startswith("/"):
