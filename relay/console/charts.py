@@ -93,7 +93,8 @@ def stacked(
             count = s.counts[i]
             if count <= 0:
                 continue
-            h = plot_h * count / top
+            # At least a pixel: one failure next to thousands of successes must show.
+            h = min(max(plot_h * count / top, 1.0), base - TOP)
             base -= h
             rects.append(
                 Rect(

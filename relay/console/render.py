@@ -102,6 +102,9 @@ def login_url(request: Request[Any, Any, Any]) -> str:
 
 def refused(request: Request[Any, Any, Any], exc: AdminRefused) -> Response[Any]:
     headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else {}
+    if request.state.get(web.UNREACHABLE):
+        # Off, or not a local client: the same JSON the API answers, and no page at all.
+        return Response({"error": exc.reason}, status_code=403, media_type="application/json")
     if exc.status == 401:
         if is_htmx(request):
             return Response(b"", status_code=401, headers={"HX-Redirect": login_url(request)})
@@ -119,15 +122,9 @@ def problem(
     """A refusal as a notice (htmx) or an error page; the page holds no data, only the reason."""
     if is_htmx(request):
         response = notice(request, reason, status=status, kind="error")
-    elif request.state.get("relay_access") is None:
-        # Refused before the guard let it in (off, not local): a bare page, no frame links.
-        response = Template(
-            template_name="error.html",
-            context={**frame(request), "code": status, "reason": reason, "bare": True},
-            status_code=status,
-        )
     else:
-        response = page(request, "error.html", status, code=status, reason=reason, bare=False)
+        bare = request.state.get("relay_access") is None  # not let in: no links to follow
+        response = page(request, "error.html", status, code=status, reason=reason, bare=bare)
     if headers:
         response.headers.update(headers)
     return response

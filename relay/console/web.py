@@ -50,6 +50,7 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-resource-policy", b"same-origin"),
 )
 _ACCESS = "relay_access"
+UNREACHABLE = "relay_unreachable"
 
 
 class AdminState:
@@ -132,8 +133,12 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     token = config.settings.server.admin_token
     facts = facts_of(connection, config)
     listen = listen_host(connection, config)
-    if handler.opt.get("public"):
+    try:
         auth.reachable(facts, token, listen)
+    except Exception:
+        connection.state[UNREACHABLE] = True  # off, or not local: answered as plain JSON
+        raise
+    if handler.opt.get("public"):
         connection.state[_ACCESS] = auth.Access("public")
         return
     try:
