@@ -10,6 +10,7 @@ the API (:mod:`relay.console.web`). :func:`routers` is what the app mounts.
 from __future__ import annotations
 
 from litestar import Litestar, Router
+from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
 from ..logs import get_logger
@@ -60,7 +61,8 @@ def routers(path: str) -> list[Router]:
         middleware=[web.security_headers],
         exception_handlers=EXCEPTION_HANDLERS,
         opt={"public": True},
-        cache_control=None,
+        # the URLs carry the relay's version (?v=), so a day of caching is safe
+        cache_control=CacheControlHeader(max_age=86400, private=True),
         include_in_schema=False,
     )
     return [pages_router, static]

@@ -76,7 +76,7 @@ async def _overview(request: Request[Any, Any, Any]) -> dict[str, Any]:
     }
 
 
-@get("/", name="console:overview", opt=PAGE)
+@get("/", opt=PAGE)
 async def overview(request: Request[Any, Any, Any]) -> Template:
     return page(request, "overview.html", nav="overview", **(await _overview(request)))
 
