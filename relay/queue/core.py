@@ -282,6 +282,9 @@ MERGED: dict[str, Callable[[list[Any]], Op[list[Any]]]] = {
     "enqueue": enqueue,
     "settle": settle,
 }
+#: Of those, the ones that must be on disk before the caller hears back: an accepted
+#: event is acknowledged with a 2xx. A lost settle only means the attempt is repeated.
+DURABLE_MERGES = frozenset({"enqueue"})
 
 
 # -- dead letters, groups, depth ------------------------------------------------------------
