@@ -104,7 +104,9 @@ class Queue:
         if self._joined:
             # Closing anyway if this fails: the leases expire, the heartbeat goes stale.
             with contextlib.suppress(Exception):
-                await self.transport.write(lambda: core.leave(self.owner, time.time()))
+                await self.transport.write(
+                    lambda: core.leave(self.owner, time.time()), durable=False
+                )
             self._joined = False
         await self.transport.close()
 
@@ -119,7 +121,7 @@ class Queue:
     async def heartbeat(self, now: float | None = None) -> None:
         """Say this instance is alive."""
         stamp = time.time() if now is None else now
-        await self.transport.write(lambda: core.heartbeat(self._instance, stamp))
+        await self.transport.write(lambda: core.heartbeat(self._instance, stamp), durable=False)
 
     async def ping(self, timeout: float = PROBE_TIMEOUT) -> None:
         """Raise :class:`QueueUnavailable` within ``timeout`` unless a write would succeed now."""
@@ -135,7 +137,7 @@ class Queue:
         """
         stamp = time.time() if now is None else now
         return await self.transport.write(
-            lambda: core.release_orphans(stamp, stamp - self.dead_after)
+            lambda: core.release_orphans(stamp, stamp - self.dead_after), durable=False
         )
 
     # -- the hot path -----------------------------------------------------------------------
@@ -156,7 +158,9 @@ class Queue:
 
     async def lease_many(self, requests: Sequence[LeaseRequest], now: float) -> list[Leased]:
         """Lease for several destinations in one transaction."""
-        return await self.transport.write(lambda: core.lease(requests, self.owner, now))
+        return await self.transport.write(
+            lambda: core.lease(requests, self.owner, now), durable=False
+        )
 
     async def release_stray(self, destination: str, keep: Sequence[str]) -> int:
         """Hand back our leases of ``destination`` that no attempt of ours uses.
@@ -166,7 +170,7 @@ class Queue:
         """
         now = time.time()
         return await self.transport.write(
-            lambda: core.release_stray(self.owner, destination, keep, now)
+            lambda: core.release_stray(self.owner, destination, keep, now), durable=False
         )
 
     async def settle(self, settlement: Settlement) -> None:
@@ -178,7 +182,9 @@ class Queue:
         self, destination: str, max_events: Mapping[str, int], now: float
     ) -> list[tuple[str, int]]:
         """Turn every due group of ``destination`` into deliveries (see core.flush_groups)."""
-        return await self.transport.write(lambda: core.flush_groups(destination, max_events, now))
+        return await self.transport.write(
+            lambda: core.flush_groups(destination, max_events, now), durable=False
+        )
 
     async def group_flush_times(self) -> dict[str, float]:
         """Per destination, when its earliest open group is due."""
@@ -296,11 +302,13 @@ class Queue:
 
     async def dead_letters_notice(self, name: str, now: float, every: float) -> int | None:
         """The dead count of ``name`` if a dead-letter notice is due now, else None."""
-        return await self.transport.write(lambda: core.dead_letters_notice(name, now, every))
+        return await self.transport.write(
+            lambda: core.dead_letters_notice(name, now, every), durable=False
+        )
 
     async def prune(self, cutoffs: Cutoffs, batch: int = 1000) -> int:
         """Delete one small batch of what retention lets go; repeat while it returns ``batch``."""
-        return await self.transport.write(lambda: core.prune(cutoffs, batch))
+        return await self.transport.write(lambda: core.prune(cutoffs, batch), durable=False)
 
 
 def from_settings(settings: QueueSettings) -> Queue:

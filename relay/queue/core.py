@@ -284,6 +284,9 @@ MERGED: dict[str, Callable[[list[Any]], Op[list[Any]]]] = {
     "enqueue": enqueue,
     "settle": settle,
 }
+#: Of those, the ones that must be on disk before the caller hears back: an accepted
+#: event is acknowledged with a 2xx. A lost settle only means the attempt is repeated.
+DURABLE_MERGES = frozenset({"enqueue"})
 
 
 # -- dead letters, groups, depth ------------------------------------------------------------
@@ -692,11 +695,20 @@ def open_circuit(name: str, reason: str, cooldown: float, now: float) -> Op[bool
 
 
 def claim_probe(name: str, owner: str, until: float, now: float) -> Op[bool]:
-    """Open past its cooldown -> half-open, probed by ``owner`` (one instance)."""
+    """Open past its cooldown -> half-open, probed by ``owner`` (one instance).
+
+    The time held so far is credited now (budgets move forward, the hold restarts):
+    the probe's own outcome must not be judged against a budget the hold used up.
+    """
+    paused, _, held_since, _, _ = yield from _locked(name, now)
     changed = yield _execute("claim_probe", name=name, owner=owner, until=until, now=now)
-    if changed:
-        yield Notify(frozenset({STATE_CHANGED + name}))
-    return bool(changed)
+    if not changed:
+        return False
+    if held_since is not None and not paused:
+        yield _execute("shift_budgets", destination=name, held_since=held_since, now=now)
+        yield _execute("restart_hold", name=name, now=now)
+    yield Notify(frozenset({STATE_CHANGED + name}))
+    return True
 
 
 def close_circuit(name: str, owner: str, now: float) -> Op[bool]:

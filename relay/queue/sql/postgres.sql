@@ -50,6 +50,8 @@ SELECT digest, event_id FROM relay_fingerprints WHERE digest = %(digest)s;
 -- SKIP LOCKED: rows another instance is leasing right now are passed over, not waited for.
 -- A delivery with an order key waits while an earlier one of its key (smaller seq:
 -- accepted before) is pending, leased or not: one at a time per key, in order.
+-- A held destination (paused, or its circuit open, or half-open and probed by another
+-- instance) gives nothing, whatever an instance's cached view says.
 UPDATE relay_deliveries d
    SET available_at = %(until)s, attempts = d.attempts + 1, lease_owner = %(owner)s,
        updated_at = %(now)s
@@ -61,6 +63,12 @@ UPDATE relay_deliveries d
                                 WHERE p.destination = c.destination
                                   AND p.order_key = c.order_key
                                   AND p.state = 'pending' AND p.seq < c.seq))
+           AND NOT EXISTS (SELECT 1 FROM relay_destinations h
+                            WHERE h.name = %(destination)s
+                              AND (h.paused
+                                   OR (h.circuit <> 'closed'
+                                       AND NOT (h.circuit = 'half-open'
+                                                AND h.probe_owner = %(owner)s))))
          ORDER BY c.available_at LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED) due, relay_events e
  WHERE d.id = due.id AND e.id = d.event_id
@@ -442,6 +450,10 @@ UPDATE relay_destinations
  WHERE name = %(name)s
    AND ((circuit = 'open' AND reopen_at <= %(now)s)
         OR (circuit = 'half-open' AND (probe_until IS NULL OR probe_until < %(now)s)));
+
+-- name: restart_hold
+-- The time held so far was credited to the budgets: the hold counts again from now.
+UPDATE relay_destinations SET held_since = %(now)s WHERE name = %(name)s AND held_since IS NOT NULL;
 
 -- name: close_circuit
 UPDATE relay_destinations

@@ -45,6 +45,8 @@ SELECT digest, event_id FROM fingerprints WHERE digest = :digest;
 -- The event's body comes back with the row: one statement gives all a send needs.
 -- A delivery with an order key waits while an earlier one of its key (smaller rowid:
 -- accepted before) is pending, leased or not: one at a time per key, in order.
+-- A held destination (paused, or its circuit open, or half-open and probed by another
+-- instance) gives nothing, whatever an instance's cached view says.
 UPDATE deliveries
    SET available_at = :until, attempts = attempts + 1, lease_owner = :owner, updated_at = :now
  WHERE id IN (SELECT c.id FROM deliveries c
@@ -55,6 +57,12 @@ UPDATE deliveries
                                       WHERE p.destination = c.destination
                                         AND p.order_key = c.order_key
                                         AND p.state = 'pending' AND p.rowid < c.rowid))
+                 AND NOT EXISTS (SELECT 1 FROM destinations h
+                                  WHERE h.name = :destination
+                                    AND (h.paused = 1
+                                         OR (h.circuit <> 'closed'
+                                             AND NOT (h.circuit = 'half-open'
+                                                      AND h.probe_owner = :owner))))
                ORDER BY c.available_at LIMIT :limit)
 RETURNING id, event_id, destination, route, attempts, budget_start, group_key,
           (SELECT body FROM events WHERE events.id = deliveries.event_id);
@@ -422,6 +430,10 @@ UPDATE destinations
  WHERE name = :name
    AND ((circuit = 'open' AND reopen_at <= :now)
         OR (circuit = 'half-open' AND (probe_until IS NULL OR probe_until < :now)));
+
+-- name: restart_hold
+-- The time held so far was credited to the budgets: the hold counts again from now.
+UPDATE destinations SET held_since = :now WHERE name = :name AND held_since IS NOT NULL;
 
 -- name: close_circuit
 UPDATE destinations
