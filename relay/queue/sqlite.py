@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ from .transport import Transport
 
 T = TypeVar("T")
 MAX_BATCH = 1024
+#: Threads (each with its own connection) running reads beside the writer.
+READERS = 2
 #: Free space kept on the queue's filesystem: below it writes are refused (503) before
 #: SQLite fails half-way, and `/readyz` says so. A small filesystem keeps a twentieth.
 DISK_RESERVE = 8 * 1024 * 1024
@@ -73,6 +76,7 @@ class SqliteTransport(Transport):
         self._lock_fd: int | None = None
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
+        self._read_pool: ThreadPoolExecutor | None = None
         self._disk_checked = 0.0
         self._disk_problem: str | None = None
         self._last_failure = (0.0, "")
@@ -118,12 +122,16 @@ class SqliteTransport(Transport):
             target=self._writer, args=(conn,), name="relay-sqlite-writer", daemon=True
         )
         self._thread.start()
+        self._read_pool = ThreadPoolExecutor(READERS, thread_name_prefix="relay-sqlite-reader")
 
     async def close(self) -> None:
         if self._thread is not None:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        if self._read_pool is not None:  # reads in flight finish before their connections go
+            pool, self._read_pool = self._read_pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True)
         for conn in self._reader_conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
@@ -222,10 +230,10 @@ class SqliteTransport(Transport):
             finally:
                 conn.execute("COMMIT")
 
-        if self._thread is None:
+        if self._thread is None or self._read_pool is None:
             raise QueueUnavailable("the queue is closed")
         try:
-            return await asyncio.to_thread(run)
+            return await asyncio.get_running_loop().run_in_executor(self._read_pool, run)
         except sqlite3.Error as exc:
             raise QueueUnavailable(f"SQLite queue error: {exc}") from None
 
