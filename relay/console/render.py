@@ -63,7 +63,7 @@ def is_htmx(request: Request[Any, Any, Any]) -> bool:
 def frame(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """What every template sees: where things are, who is in, the CSRF token."""
     base = base_path(request)
-    access = request.state.get("relay_access")
+    access = web.access_of(request)
     return {
         "base": base,
         "static": f"{base}/static",
@@ -123,7 +123,7 @@ def problem(
     if is_htmx(request):
         response = notice(request, reason, status=status, kind="error")
     else:
-        bare = request.state.get("relay_access") is None  # not let in: no links to follow
+        bare = web.access_of(request) is None  # not let in: no links to follow
         response = page(request, "error.html", status, code=status, reason=reason, bare=bare)
     if headers:
         response.headers.update(headers)

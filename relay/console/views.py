@@ -22,8 +22,10 @@ from ..config import RelayConfig
 _COMPARE = {"gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
 #: Delivery states that will still change: a page showing one refreshes itself.
 UNSETTLED = frozenset({"pending", "retrying", "held"})
-#: The repository's sample events, when the relay runs from a checkout.
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+#: The repository's sample events, when the relay runs from a checkout (not from a wheel
+#: in site-packages, where some other package's "examples" folder may sit).
+EXAMPLES = _CHECKOUT / "examples"
 MAX_SAMPLE_BYTES = 64 * 1024
 
 
@@ -124,7 +126,8 @@ def route_of(config: RelayConfig, name: str) -> RouteView | None:
 def samples(root: Path = EXAMPLES) -> dict[str, Path]:
     """Sample events by file name (``email-bounced.json``), when the examples are at hand."""
     try:
-        files = sorted(root.glob("*.json"))
+        project = (root.parent / "pyproject.toml").read_text(encoding="utf-8")
+        files = sorted(root.glob("*.json")) if 'name = "pushwoosh-relay"' in project else []
     except OSError:
         return {}
     return {f.name: f for f in files if f.is_file()}

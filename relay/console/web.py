@@ -18,6 +18,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import AdminRefused
 from ..logs import get_logger
 from . import auth
 
@@ -51,6 +52,7 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 _ACCESS = "relay_access"
 UNREACHABLE = "relay_unreachable"
+SET_COOKIE = "relay_set_cookie"
 
 
 class AdminState:
@@ -120,9 +122,9 @@ def session_cookie(value: str, secure: bool, max_age: float = auth.SESSION_TTL) 
     return "; ".join(parts)
 
 
-def access_of(connection: ASGIConnection[Any, Any, Any, Any]) -> auth.Access:
-    """What the guard decided for this request."""
-    access: auth.Access = connection.state[_ACCESS]
+def access_of(connection: ASGIConnection[Any, Any, Any, Any]) -> auth.Access | None:
+    """Whom the guard let in for this request (None: refused before it decided)."""
+    access: auth.Access | None = connection.state.get(_ACCESS)
     return access
 
 
@@ -135,7 +137,7 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     listen = listen_host(connection, config)
     try:
         auth.reachable(facts, token, listen)
-    except Exception:
+    except AdminRefused:
         connection.state[UNREACHABLE] = True  # off, or not local: answered as plain JSON
         raise
     if handler.opt.get("public"):
@@ -150,14 +152,13 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
             time.time(),
             start_session=bool(handler.opt.get("page")) and not facts.changes_state,
         )
-    except Exception as exc:
-        status = getattr(exc, "status", None)
-        if status in (401, 429) and auth.bearer(facts.authorization) is not None:
-            auth_failed(connection, facts.client, str(exc))
+    except AdminRefused as exc:
+        if exc.status in (401, 429) and auth.bearer(facts.authorization) is not None:
+            auth_failed(connection, facts.client, exc.reason)
         raise
     if access.set_cookie is not None:
         cookie = session_cookie(access.set_cookie, is_https(connection, config))
-        connection.scope.setdefault("state", {})["relay_set_cookie"] = cookie
+        connection.state[SET_COOKIE] = cookie  # the middleware adds it to the answer
     connection.state[_ACCESS] = access
 
 
@@ -177,7 +178,7 @@ def security_headers(app: ASGIApp) -> ASGIApp:
                 headers += [(k, v) for k, v in HEADERS if k not in present]
                 if b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
-                cookie = scope.get("state", {}).get("relay_set_cookie")
+                cookie = scope.get("state", {}).get(SET_COOKIE)
                 if cookie:
                     headers.append((b"set-cookie", cookie.encode()))
                 message = {**message, "headers": headers}
