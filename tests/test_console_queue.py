@@ -77,3 +77,24 @@ async def test_replaying_a_filter_takes_back_exactly_its_letters(queue: Queue) -
     assert await operations.replay_dead_matching(queue, "crm", None, T0 + 7) == 2
     assert await operations.count_dead(queue, None, None) == 0
     assert await operations.replay_dead_matching(queue, None, "no such error", T0 + 8) == 0
+
+
+async def test_finished_minutes_are_counted_once(queue: Queue) -> None:
+    now = T0 + 3600
+    for minute in (10, 30, 58):
+        await put(queue, event("crm"), now=T0 + minute * 60 + 1)
+    cache = operations.MinuteCache()
+    plain = await operations.activity_per_minute(queue, now)
+    cached = await operations.activity_per_minute(queue, now, cache=cache)
+    assert cached == plain and sum(plain["events"]) == 3
+    # A late write into a minute already over is not counted again (the cache answers);
+    # one into the last few minutes is, and so is everything once the hour moves on.
+    await put(queue, event("crm"), now=T0 + 10 * 60 + 2)
+    await put(queue, event("crm"), now=T0 + 58 * 60 + 2)
+    again = await operations.activity_per_minute(queue, now, cache=cache)
+    assert sum(again["events"]) == 4 and again["events"][57] == 2  # minute 58 of the hour
+    fresh = await operations.activity_per_minute(queue, now)
+    assert sum(fresh["events"]) == 5
+    hour_later = await operations.activity_per_minute(queue, now + 3600, cache=cache)
+    assert hour_later == await operations.activity_per_minute(queue, now + 3600)
+    assert cache.events == {}  # nothing older than the hour is kept

@@ -52,7 +52,9 @@ async def _overview(request: Request[Any, Any, Any]) -> dict[str, Any]:
     rt = web.runtime(request)
     now = time.time()
     destinations = await operations.destinations(rt.queue, rt.config, now)
-    activity = await operations.activity_per_minute(rt.queue, now)
+    activity = await operations.activity_per_minute(
+        rt.queue, now, cache=web.admin_state(request).minutes
+    )
     minutes = activity["minutes"]
     return {
         "destinations": destinations,
@@ -194,7 +196,9 @@ async def _destinations(request: Request[Any, Any, Any]) -> dict[str, Any]:
     rt = web.runtime(request)
     now = time.time()
     rows = await operations.destinations(rt.queue, rt.config, now)
-    activity = await operations.activity_per_minute(rt.queue, now)
+    activity = await operations.activity_per_minute(
+        rt.queue, now, cache=web.admin_state(request).minutes
+    )
     sparks = {
         row["name"]: _sparkline(activity["minutes"], activity["by_destination"].get(row["name"]))
         for row in rows

@@ -20,6 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import AdminRefused
 from ..logs import get_logger
+from ..operations import MinuteCache
 from . import auth
 
 if TYPE_CHECKING:
@@ -56,11 +57,12 @@ SET_COOKIE = "relay_set_cookie"
 
 
 class AdminState:
-    """Per process: where the relay listens, and the failed-attempt counts."""
+    """Per process: where the relay listens, failed-attempt counts, finished minutes' counts."""
 
     def __init__(self, listen_host: str | None = None) -> None:
         self.listen_host = listen_host
         self.throttle = auth.Throttle()
+        self.minutes = MinuteCache()
 
 
 def runtime(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
