@@ -147,7 +147,9 @@ async def replay_event(
 ) -> dict[str, Any]:
     rt = web.runtime(request)
     destination = data.destination if data else None
-    return await operations.resend_event(rt.queue, event_id, destination)
+    done = await operations.resend_event(rt.queue, event_id, destination)
+    web.audit(request, "api", "replay_event", event_id=event_id, destination=destination)
+    return done
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -186,6 +188,7 @@ async def replay_dead(
         if body.dry_run:
             raise AdminRefused(400, "dry_run counts a filter, not ids")
         n = await operations.replay_dead(rt.queue, body.ids, body.destination)
+        web.audit(request, "api", "replay_dead", destination=body.destination, count=n)
         return {"replayed": n}
     if body.destination is None and body.error is None and not body.all:
         raise AdminRefused(
@@ -194,7 +197,7 @@ async def replay_dead(
     if body.dry_run:
         return {"would_replay": await operations.count_dead(rt.queue, body.destination, body.error)}
     n = await operations.replay_dead_matching(rt.queue, body.destination, body.error)
-    log.info("dead_letters.replayed", destination=body.destination, count=n, by="api")
+    web.audit(request, "api", "replay_dead", destination=body.destination, count=n)
     return {"replayed": n}
 
 
@@ -216,13 +219,17 @@ async def pause(
 ) -> dict[str, Any]:
     rt = web.runtime(request)
     reason = data.reason if data else None
-    return await operations.pause_destination(rt.queue, rt.config, name, reason)
+    done = await operations.pause_destination(rt.queue, rt.config, name, reason)
+    web.audit(request, "api", "pause", destination=name, changed=done["changed"])
+    return done
 
 
 @post("/destinations/{name:str}/resume", status_code=200, summary="Release a pause")
 async def resume(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
     rt = web.runtime(request)
-    return await operations.resume_destination(rt.queue, rt.config, name)
+    done = await operations.resume_destination(rt.queue, rt.config, name)
+    web.audit(request, "api", "resume", destination=name, changed=done["changed"])
+    return done
 
 
 # -- routing --------------------------------------------------------------------------------

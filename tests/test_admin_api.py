@@ -394,10 +394,13 @@ async def test_destinations_are_listed_paused_and_resumed(api: AsyncTestClient[A
     crm = next(d for d in listed if d["name"] == "crm")
     assert crm["state"] == "active" and crm["type"] == "http"
     assert crm["config"]["headers"]["Authorization"] == "***" and SECRET not in json.dumps(listed)
-    r = await api.post(
-        "/api/v1/destinations/crm/pause", headers=BEARER, json={"reason": "CRM maintenance"}
-    )
+    with capture_logs() as logs:
+        r = await api.post(
+            "/api/v1/destinations/crm/pause", headers=BEARER, json={"reason": "CRM maintenance"}
+        )
     assert r.json() == {"destination": "crm", "state": "paused", "changed": True}
+    [audit] = [line for line in logs if line["event"] == "admin.action"]
+    assert audit["action"] == "pause" and audit["by"] == "api" and audit["destination"] == "crm"
     crm = next(
         d
         for d in (await api.get("/api/v1/destinations", headers=BEARER)).json()["destinations"]

@@ -36,8 +36,8 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return dict(form.items())
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 @post("/events/{event_id:str}/replay", status_code=200)
@@ -47,10 +47,10 @@ async def replay_event(request: Request[Any, Any, Any], event_id: FromPath[str])
     done = await operations.resend_event(rt.queue, event_id, destination)
     made = done["deliveries"]
     where = f" to {destination}" if destination else ""
-    log.info("event.resent", event_id=event_id, destination=destination, by="console")
+    web.audit(request, "console", "replay_event", event_id=event_id, destination=destination)
     return notice(
         request,
-        f"Sent again{where}: {_plural(len(made), 'new delivery')}.".replace("ys.", "ies."),
+        f"Sent again{where}: {_count(len(made), 'new delivery', 'new deliveries')}.",
         trigger="deliveries-changed",
     )
 
@@ -69,12 +69,11 @@ async def replay_dead(request: Request[Any, Any, Any]) -> Template:
             raise AdminRefused(404, "that delivery is no longer a dead letter")
     else:
         n = await operations.replay_dead_matching(rt.queue, destination, error)
-    log.info("dead_letters.replayed", destination=destination, count=n, by="console")
+    web.audit(request, "console", "replay_dead", destination=destination, count=n)
     return notice(
         request,
-        f"Replayed {_plural(n, 'dead delivery')}: back to pending with a fresh budget.".replace(
-            "ys:", "ies:"
-        ),
+        f"Replayed {_count(n, 'dead delivery', 'dead deliveries')}: back to pending with a"
+        " fresh budget.",
         trigger="dead-letters-changed",
     )
 
@@ -84,6 +83,7 @@ async def pause(request: Request[Any, Any, Any], name: FromPath[str]) -> Templat
     rt = web.runtime(request)
     reason = params.text_field(await _form(request), "reason", 500)
     done = await operations.pause_destination(rt.queue, rt.config, name, reason)
+    web.audit(request, "console", "pause", destination=name, changed=done["changed"])
     text = f"{name} paused" if done["changed"] else f"{name} was already paused"
     return notice(request, text + ".", trigger="destinations-changed")
 
@@ -92,6 +92,7 @@ async def pause(request: Request[Any, Any, Any], name: FromPath[str]) -> Templat
 async def resume(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
     rt = web.runtime(request)
     done = await operations.resume_destination(rt.queue, rt.config, name)
+    web.audit(request, "console", "resume", destination=name, changed=done["changed"])
     text = f"{name} resumed ({done['state']})" if done["changed"] else f"{name} was not paused"
     return notice(request, text + ".", trigger="destinations-changed")
 

@@ -164,6 +164,15 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     connection.state[_ACCESS] = access
 
 
+def audit(
+    connection: ASGIConnection[Any, Any, Any, Any], face: str, action: str, **fields: Any
+) -> None:
+    """An operator's change on the log (``admin.action``): what, through which face
+    (``api``, ``console``), from which client."""
+    client = client_of(connection, runtime(connection).config)
+    log.info("admin.action", action=action, **fields, by=face, client=client)
+
+
 def auth_failed(connection: ASGIConnection[Any, Any, Any, Any], client: str, reason: str) -> None:
     """A refused token, logged without its value."""
     log.warning("admin.auth_failed", client=client, path=connection.url.path, reason=reason)
