@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +39,8 @@ class Sink:
     def __init__(self) -> None:
         self.script: list[Answer] = []
         self.default = Answer()
+        #: When set, answers every request (after the script): the test decides per request.
+        self.respond: Callable[[Received], Answer] | None = None
         self.received: list[Received] = []
         self.lock = threading.Lock()
         sink = self
@@ -52,16 +55,20 @@ class Sink:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with sink.lock:
-                    sink.received.append(
-                        Received(
-                            self.command,
-                            self.path,
-                            {k.lower(): v for k, v in self.headers.items()},
-                            body,
-                            time.time(),
-                        )
+                    got = Received(
+                        self.command,
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        body,
+                        time.time(),
                     )
-                    answer = sink.script.pop(0) if sink.script else sink.default
+                    sink.received.append(got)
+                    if sink.script:
+                        answer = sink.script.pop(0)
+                    elif sink.respond is not None:
+                        answer = sink.respond(got)
+                    else:
+                        answer = sink.default
                 if answer.delay:
                     time.sleep(answer.delay)
                 try:
