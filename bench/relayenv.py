@@ -128,10 +128,10 @@ def prefill(db: Path, destination: str, count: int, body: bytes, batch: int = 50
 
 async def _prefill(db: Path, destination: str, count: int, body: bytes, batch: int) -> float:
     from relay.model import NewDelivery, NewEvent, new_id
-    from relay.queue.sqlite import SqliteQueue
+    from relay.queue import open_queue
 
     started = time.perf_counter()
-    queue = SqliteQueue(str(db))
+    queue = open_queue(f"sqlite:///{db}")
     await queue.open()
     try:
         now = time.time()
@@ -165,14 +165,19 @@ def remove_db(db: Path) -> None:
 
 
 def delivery_states(db: Path) -> dict[str, int]:
-    """Deliveries per state, read after the relay stopped."""
-    import sqlite3
+    """Deliveries per state, read through the relay's queue after the relay stopped."""
+    return asyncio.run(_delivery_states(db))
 
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+async def _delivery_states(db: Path) -> dict[str, int]:
+    from relay.queue import open_queue
+
+    queue = open_queue(f"sqlite:///{db}")
+    await queue.open()
     try:
-        return {
-            state: n
-            for state, n in conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
-        }
+        depth = await queue.depth(time.time())
+        pending = sum(n for (_, state), n in depth.counts.items() if state == "pending")
+        dead = sum(n for (_, state), n in depth.counts.items() if state == "dead")
+        return {"pending": pending, "dead": dead}
     finally:
-        conn.close()
+        await queue.close()

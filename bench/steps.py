@@ -8,6 +8,7 @@ from typing import Any
 
 from .context import Bench, Ingest, relay_key
 from .digest import digest
+from .history import history
 from .loadgen import run_count
 from .relayenv import PARKED_DEST, SINK_DEST, delivery_states, prefill, remove_db, workers_flag
 from .report import NA, Row, judge
@@ -379,6 +380,7 @@ STEPS: dict[str, Callable[[Bench], StepResult]] = {
     "processes": processes,
     "scaleout": scaleout,
     "digest": digest,
+    "history": history,
 }
 #: Steps a --quick run skips unless --only names them (each takes ~15 s or more).
 NOT_QUICK = ("scaleout", "digest")

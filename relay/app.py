@@ -254,7 +254,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     background: list[asyncio.Task[None]] = []
     if rt.run_workers:
         rt.dispatcher = Dispatcher(rt.queue, rt.current, rt.sender, rt.metrics)
-        rt.dispatcher.start()
+        await rt.dispatcher.start()
         background.append(asyncio.create_task(maintenance.run(rt.queue, rt.current)))
     if rt.config_path is not None:
         reloader = Reloader(

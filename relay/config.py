@@ -30,6 +30,7 @@ from .patterns import Budget
 from .routing import CompiledRoute, RouteTable
 from .settings import Config, Name
 from .settings import Destination as DestinationSpec
+from .templates import TextTemplate, compile_text
 from .units import dec_hook, enc_hook, schema_hook
 
 DEFAULT_PATH = "config/relay.yaml"
@@ -186,6 +187,7 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
             problems.append(doc.problem(exc.path, exc.message))
             continue
         destinations[name] = dest
+        problems.extend(_circuit_problems(spec, path, doc))
         if not dest.enabled:
             warnings.append(
                 doc.problem(
@@ -221,11 +223,18 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
         warnings.extend(_event_name_warnings(route.when, f"{path}.when", doc))
         if route.group is not None:
             problems.extend(_group_problems(route, path, doc, warnings))
+        order_by = _order_by(route, path, doc, problems)
         routes.append(
             CompiledRoute(
-                name=route.name, when=when, to=tuple(route.to), stop=route.stop, group=route.group
+                name=route.name,
+                when=when,
+                to=tuple(route.to),
+                stop=route.stop,
+                group=route.group,
+                order_by=order_by,
             )
         )
+    problems.extend(_alerts_problems(settings, doc))
     if settings.queue.heartbeat < 0.05:
         problems.append(doc.problem("queue.heartbeat", "must be at least 50ms"))
     ip_policy = IpPolicy()
@@ -241,6 +250,7 @@ def _compile(settings: Config, doc: yamlsource.Document, problems: list[Problem]
     if not routes and not settings.reload.allow_no_routes:
         warnings.append(doc.problem("routes", NO_ROUTES))
     secrets = {settings.server.token} if settings.server.token else set()
+    secrets |= {s for s in doc.secrets if len(s) >= 4}
     for dest in destinations.values():
         secrets |= dest.secrets
     return RelayConfig(
@@ -273,6 +283,55 @@ def _event_name_warnings(when: Any, path: str, doc: yamlsource.Document) -> list
                 )
             )
     return out
+
+
+def _order_by(
+    route: Any, path: str, doc: yamlsource.Document, problems: list[Problem]
+) -> TextTemplate | None:
+    """The compiled ``order_by`` key template; it sees ``event`` only."""
+    if route.order_by is None:
+        return None
+    if route.group is not None:
+        problems.append(
+            doc.problem(
+                f"{path}.order_by",
+                "order_by and group cannot be combined: a group goes out as one delivery",
+            )
+        )
+        return None
+    try:
+        return compile_text(route.order_by, f"{path}.order_by")
+    except SpecError as exc:
+        problems.append(doc.problem(exc.path, exc.message))
+        return None
+
+
+def _circuit_problems(spec: DestinationSpec, path: str, doc: yamlsource.Document) -> list[Problem]:
+    breaker = spec.breaker()
+    if breaker is None:
+        return []
+    at = f"{path}.circuit"
+    problems = [
+        doc.problem(f"{at}.{key}", "must be a positive duration")
+        for key in ("window", "cooldown")
+        if getattr(breaker, key) <= 0
+    ]
+    if breaker.max_cooldown < breaker.cooldown:
+        problems.append(doc.problem(f"{at}.max_cooldown", "must be at least the cooldown"))
+    return problems
+
+
+def _alerts_problems(settings: Config, doc: yamlsource.Document) -> list[Problem]:
+    if settings.alerts is None:
+        return []
+    return [
+        doc.problem(
+            f"alerts.to[{i}]",
+            f"unknown destination '{name}'{_did_you_mean(name, settings.destinations)}",
+        )
+        for i, name in enumerate(settings.alerts.to)
+        if name not in settings.destinations
+    ]
 
 
 def _group_problems(

@@ -22,9 +22,12 @@ from typing import Any
 import msgspec
 from aiolimiter import AsyncLimiter
 
+from . import notices
+from .circuit import Mode
 from .config import RelayConfig
 from .destinations import Destination, OutboundRequest, mask_url, template_context
 from .errors import RenderError, SendFailed
+from .health import Health
 from .http_client import Sender
 from .logs import get_logger
 from .masking import SecretMasker
@@ -32,6 +35,7 @@ from .metrics import Metrics
 from .model import AttemptOutcome, DeliveryState, Leased
 from .outcome import Answer, Dead, Outcome, RetryAt, Succeeded, classify
 from .queue import Queue
+from .queue.core import STATE_CHANGED
 from .queue.records import AttemptRecord, Settlement
 
 log = get_logger("relay.delivery")
@@ -101,6 +105,7 @@ class Recorder:
             response=response,
             method=None if request is None else request.method,
             url=None if request is None else mask(mask_url(request.url, dest.secrets)),
+            failed=outcome.destination_failure,
         )
         await self.queue.settle(
             Settlement(
@@ -175,7 +180,11 @@ def _limiter(dest: Destination) -> AsyncLimiter | None:
 
 
 class DestinationWorker:
-    """One destination's lane: leases what it can start now and sends it."""
+    """One destination's lane: leases what it can start now and sends it.
+
+    While the destination is held (paused, or its circuit open) it leases nothing;
+    past the cooldown it tries to become the probe and then leases one delivery.
+    """
 
     def __init__(self, name: str, dispatcher: Dispatcher) -> None:
         self.name = name
@@ -185,6 +194,11 @@ class DestinationWorker:
         self.limiter: AsyncLimiter | None = None
         self._limiter_for: Destination | None = None
         self.task: asyncio.Task[None] | None = None
+        self.probe: str | None = None  # the delivery id of our half-open probe in flight
+        self.inflight_ids: set[str] = set()
+        # A lease call failed: it may still have committed. Until our stray leases are
+        # handed back, they would wait for the lease to expire.
+        self.stray = False
 
     def destination(self) -> Destination | None:
         return self.d.config().destinations.get(self.name)
@@ -198,7 +212,17 @@ class DestinationWorker:
                 continue
             if dest is not self._limiter_for:
                 self.limiter, self._limiter_for = _limiter(dest), dest
+            mode = self.d.health.mode(self.name, time.time())
+            if mode is Mode.CLAIM:
+                claimed = await self._claim(dest)
+                mode = Mode.PROBE if claimed else Mode.HOLD
+            if mode is Mode.HOLD or (mode is Mode.PROBE and self.probe is not None):
+                self.wakeup.clear()
+                await self._sleep(self._held_for())
+                continue
             free = dest.spec.concurrency - len(self.inflight)
+            if mode is Mode.PROBE:
+                free = min(free, 1)
             # Lease in chunks, not one row per finished request: each lease is a write.
             if free <= 0 or (self.inflight and free < max(1, dest.spec.concurrency // 4)):
                 await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
@@ -207,17 +231,38 @@ class DestinationWorker:
             self.wakeup.clear()
             now = time.time()
             try:
+                if self.stray:
+                    await self.d.queue.release_stray(self.name, list(self.inflight_ids))
+                    self.stray = False
                 batch = await self.d.queue.lease(self.name, free, self.d.lease_seconds(dest), now)
             except Exception as exc:
+                self.stray = True
                 log.warning("queue.lease_failed", destination=self.name, error=str(exc))
                 await self._sleep(self.d.poll_interval())
                 continue
+            if mode is Mode.PROBE and batch:
+                self.probe = batch[0].id
             for item in batch:
                 task = asyncio.create_task(self._attempt(dest, item))
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
             if len(batch) < free:
                 await self._sleep(await self._idle_for())
+
+    async def _claim(self, dest: Destination) -> bool:
+        try:
+            return await self.d.health.claim_probe(self.name, self.d.lease_seconds(dest))
+        except Exception as exc:
+            log.warning("queue.probe_claim_failed", destination=self.name, error=str(exc))
+            return False
+
+    def _held_for(self) -> float:
+        """How long to wait while held: until the cooldown ends, at most a poll interval."""
+        poll = self.d.poll_interval()
+        state = self.d.health.state(self.name)
+        if state is not None and state.circuit == "open" and state.reopen_at is not None:
+            return max(0.0, min(poll, state.reopen_at - time.time()))
+        return poll
 
     async def _idle_for(self) -> float:
         poll = self.d.poll_interval()
@@ -235,9 +280,12 @@ class DestinationWorker:
             await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
 
     async def _attempt(self, dest: Destination, item: Leased) -> None:
+        probe = item.id == self.probe
+        self.inflight_ids.add(item.id)
         try:
             attempt = await self._send(dest, item)
             await self.d.recorder.record(dest, attempt)
+            await self.d.health.after_attempt(dest, attempt.outcome, probe)
         except Exception as exc:  # the queue failed while recording: the lease will expire
             log.error(
                 "delivery.record_failed",
@@ -245,6 +293,11 @@ class DestinationWorker:
                 destination=self.name,
                 error=f"{type(exc).__name__}: {exc}",
             )
+        finally:
+            self.inflight_ids.discard(item.id)
+            if probe:
+                self.probe = None
+                self.wakeup.set()
 
     async def _send(self, dest: Destination, item: Leased) -> Attempt:
         """Build and send one attempt, and classify what came of it."""
@@ -255,7 +308,10 @@ class DestinationWorker:
         answer: Answer | None = None
         result: Answer | SendFailed | RenderError
         try:
-            request = dest.build(self.d.context_for(item), item.id)
+            if item.route == notices.ROUTE:  # one of the relay's own notices
+                request = dest.build_notice(item.event(), item.id)
+            else:
+                request = dest.build(self.d.context_for(item), item.id)
             if dest.sends:
                 answer = result = await self.d.sender.send(request, float(dest.spec.timeout))
             else:
@@ -339,10 +395,12 @@ class Dispatcher:
         self.sender = sender
         self.metrics = metrics
         self.recorder = Recorder(queue, metrics, config)
+        self.health = Health(queue, config, metrics)
         self.stopping = False
         self.workers: dict[str, DestinationWorker] = {}
         self.flusher = GroupFlusher(self)
         self._flusher_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
 
     def poll_interval(self) -> float:
         return float(self.config().settings.queue.poll_interval)
@@ -363,12 +421,23 @@ class Dispatcher:
             item.all_events(), item.destination, time.time(), group_key=_key(item.group_key)
         )
 
-    def start(self) -> None:
-        self.queue.on_new_work(
-            lambda destination: self.wake([destination] if destination else None)
-        )
+    async def start(self) -> None:
+        """Read the destinations' shared state first, then start the workers."""
+        self.queue.on_new_work(self._announced)
+        try:
+            await self.health.refresh()
+        except Exception as exc:  # the workers hold off nothing until the state is read
+            log.warning("health.refresh_failed", error=str(exc))
+        self._health_task = asyncio.create_task(self.health.run(self.wake), name="health")
         self._flusher_task = asyncio.create_task(self.flusher.run(), name="group-flusher")
         self.sync()
+
+    def _announced(self, destination: str) -> None:
+        """New work for ``destination`` ("" = any), or its changed state ("@" + name)."""
+        if destination.startswith(STATE_CHANGED):
+            self.health.changed.set()
+            destination = destination.removeprefix(STATE_CHANGED)
+        self.wake([destination] if destination else None)
 
     def sync(self) -> None:
         """Start workers for destinations that appeared (start and reload)."""
@@ -393,8 +462,7 @@ class Dispatcher:
         self.stopping = True
         self.wake()
         loops = [w.task for w in self.workers.values() if w.task is not None]
-        if self._flusher_task is not None:
-            loops.append(self._flusher_task)
+        loops += [t for t in (self._flusher_task, self._health_task) if t is not None]
         inflight = [t for w in self.workers.values() for t in w.inflight]
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=grace)

@@ -41,6 +41,8 @@ def dry_run(config: RelayConfig, body: bytes) -> dict[str, Any] | list[dict[str,
                 elif name not in by_name or by_name[name].route != route.name:
                     entry["skipped"] = "an earlier route already delivers this event here"
                 else:
+                    if route.order_by is not None:
+                        entry["order_key"] = by_name[name].order_key
                     if route.group is None:
                         context = template_context([p.event], name, 0, raw=p.record.body)
                     else:

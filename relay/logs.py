@@ -9,6 +9,7 @@ working.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -74,6 +75,11 @@ class LineLogger:
             self._fd = None
 
     def msg(self, message: str) -> None:
+        # A log line must never take the relay down: a closed or broken stream loses it.
+        with contextlib.suppress(ValueError, OSError):
+            self._write(message)
+
+    def _write(self, message: str) -> None:
         data = (message + "\n").encode("utf-8", "replace")
         if self._fd is None:
             self._stream.write(message + "\n")

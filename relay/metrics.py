@@ -55,6 +55,12 @@ class Metrics:
         self.open_groups = Gauge(
             "relay_open_groups", "Groups holding events not yet sent.", ["destination"], registry=r
         )
+        self.destination_state = Gauge(
+            "relay_destination_state",
+            "1 for each destination's current state (active, paused, open, half-open, disabled).",
+            ["destination", "state"],
+            registry=r,
+        )
         self.reloads = Counter(
             "relay_config_reloads", "Config reloads by outcome.", ["outcome"], registry=r
         )

@@ -241,6 +241,8 @@ class NewDelivery:
     destination: str
     route: str
     group: Grouping | None = None
+    #: Deliveries of one destination with the same key go one at a time, in order.
+    order_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

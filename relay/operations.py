@@ -8,13 +8,18 @@ three cannot disagree about what an event's history is, or what a replay does.
 
 from __future__ import annotations
 
+import difflib
 import time
 from typing import Any
 
 import msgspec
 
+from . import circuit
+from .config import RelayConfig
+from .health import queue_notice
 from .masking import mask_hwid
 from .model import DeliveryState
+from .notices import Kind
 from .queue import DeadLetter, EventFilter, ForgetReport, Queue, StoredEvent
 from .queue.records import DeliveryView
 from .units import iso
@@ -168,6 +173,86 @@ async def replay_dead(
 ) -> int:
     """Dead deliveries back to pending with a fresh budget (``ids=None``: all)."""
     return await queue.replay(ids, destination, time.time() if now is None else now)
+
+
+#: The window of `relay destinations list`'s success rate and p95.
+ACTIVITY_WINDOW = 300.0
+#: How far back the last error of a destination is looked for.
+LAST_ERROR_WINDOW = 86400.0
+
+
+async def destinations(
+    queue: Queue, config: RelayConfig, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Every configured destination: state, counts, recent success rate and p95, last error."""
+    now = time.time() if now is None else now
+    states = await queue.destination_states()
+    depth = await queue.depth(now)
+    out = []
+    for name, dest in config.destinations.items():
+        state = states.get(name)
+        seen = await queue.activity(name, now - ACTIVITY_WINDOW, now - LAST_ERROR_WINDOW)
+        out.append(
+            {
+                "name": name,
+                "type": dest.kind,
+                "state": str(circuit.shown(state, dest.enabled)),
+                "disabled_reason": dest.disabled_reason or None,
+                "paused_reason": state.paused_reason if state and state.paused else None,
+                "circuit_reason": state.circuit_reason if state else None,
+                "reopen_at": iso(state.reopen_at) if state and state.reopen_at else None,
+                "pending": depth.counts.get((name, "pending"), 0),
+                "retrying": depth.counts.get((name, "retrying"), 0),
+                "dead": depth.counts.get((name, "dead"), 0),
+                "attempts_5m": seen.attempts,
+                "success_rate_5m": (
+                    round(seen.succeeded / seen.attempts, 4) if seen.attempts else None
+                ),
+                "p95_ms_5m": None if seen.p95_ms is None else round(seen.p95_ms, 1),
+                "last_error": seen.last_error,
+                "last_error_at": iso(seen.last_error_at) if seen.last_error_at else None,
+                "config": dest.summary(config.masker),
+            }
+        )
+    return out
+
+
+async def pause_destination(
+    queue: Queue, config: RelayConfig, name: str, reason: str | None
+) -> dict[str, Any]:
+    """Hold a destination for every instance (events keep being queued for it)."""
+    _known(config, name)
+    reason = (reason or "").strip()[:500] or None
+    changed = await queue.pause(name, reason, time.time())
+    if changed:
+        states = await queue.destination_states()
+        await queue_notice(queue, config, Kind.PAUSED, name, reason, states.get(name))
+    return {"destination": name, "state": "paused", "changed": changed}
+
+
+async def resume_destination(queue: Queue, config: RelayConfig, name: str) -> dict[str, Any]:
+    """Release a pause: the backlog drains at the destination's rate limit and concurrency."""
+    _known(config, name)
+    changed = await queue.resume(name, time.time())
+    states = await queue.destination_states()
+    state = states.get(name)
+    if changed:
+        await queue_notice(queue, config, Kind.RESUMED, name, None, state)
+    dest = config.destinations[name]
+    return {
+        "destination": name,
+        "state": str(circuit.shown(state, dest.enabled)),
+        "changed": changed,
+    }
+
+
+def _known(config: RelayConfig, name: str) -> None:
+    if name not in config.destinations:
+        hint = difflib.get_close_matches(name, list(config.destinations), n=1)
+        raise NotFound(
+            f"no destination {name!r} in the config"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
 
 
 def state_filter(text: str | None) -> DeliveryState | None:

@@ -21,13 +21,15 @@ from typing import Any
 
 import msgspec
 
-from .errors import BodyInvalid, EventInvalid
+from .errors import BodyInvalid, EventInvalid, RenderError
 from .model import Grouping, NewDelivery, NewEvent, new_id, search_fields, validation
 from .routing import CompiledRoute, Plan, RouteTable
 from .slices import Steps, finish
 from .strict_json import decoding
 
 _ENCODER = msgspec.json.Encoder()
+#: Characters of an ``order_by`` key kept (an address fits many times over).
+MAX_ORDER_KEY = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +63,28 @@ def _prepared(event: dict[str, Any], table: RouteTable, dedupe: bool) -> Prepare
         id=new_id(),
         body=raw,
         deliveries=tuple(
-            NewDelivery(new_id(), dest, route.name, grouping(route, event))
+            NewDelivery(new_id(), dest, route.name, grouping(route, event), order_key(route, event))
             for dest, route in plan.targets
         ),
         fingerprint=hashlib.sha256(raw).digest() if dedupe else None,
         fields=search_fields(event),
     )
     return Prepared(record, event, plan)
+
+
+def order_key(route: CompiledRoute, event: dict[str, Any]) -> str | None:
+    """The route's ``order_by`` key for this event, or None (not ordered).
+
+    A key that cannot be rendered (the event lacks a field the template needs)
+    leaves the event unordered rather than refusing it: the event is still valid.
+    A key longer than :data:`MAX_ORDER_KEY` is cut (cut keys may share a line).
+    """
+    if route.order_by is None:
+        return None
+    try:
+        return route.order_by.render({"event": event})[:MAX_ORDER_KEY]
+    except RenderError:
+        return None
 
 
 def group_key(fields: Sequence[str], event: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .rules import When
 from .settings import Group
+from .templates import TextTemplate
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class CompiledRoute:
     to: tuple[str, ...]
     stop: bool = False
     group: Group | None = None
+    order_by: TextTemplate | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from .units import Duration, Rate
+from .units import Duration, Percent, Rate
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
@@ -66,12 +66,40 @@ class Retry(_Strict, frozen=True, kw_only=True):
     max_delay: Duration = Duration(600.0)
 
 
+class Circuit(_Strict, frozen=True, kw_only=True):
+    """When a destination is failing for everyone, stop trying for a while (issue 11).
+
+    Closed -> open when, within ``window``, at least ``min_attempts`` attempts were made
+    and at least ``failure_rate`` of them failed (retryable failures; a 4xx that kills one
+    delivery is not the destination's failure). Open: no attempts, no budget spent.
+    After ``cooldown``, one delivery probes; success closes, failure reopens with the
+    cooldown doubled up to ``max_cooldown``.
+    """
+
+    failure_rate: Percent = Percent(0.5)
+    min_attempts: Annotated[int, Meta(ge=1, le=1_000_000)] = 20
+    window: Duration = Duration(60.0)
+    cooldown: Duration = Duration(30.0)
+    max_cooldown: Duration = Duration(600.0)
+
+
+#: ``circuit: off`` (YAML reads a bare off as false) switches the breaker off.
+CircuitSetting = Circuit | Literal["off"] | bool
+
+
 class _Destination(_Strict, tag_field="type", frozen=True, kw_only=True):
     timeout: Duration = Duration(10.0)
     retry: Retry = Retry()
     rate_limit: Rate | None = None
     concurrency: Annotated[int, Meta(ge=1, le=1000)] = 8
     enabled: bool = True
+    circuit: CircuitSetting = Circuit()
+
+    def breaker(self) -> Circuit | None:
+        """The circuit breaker's settings, or None when it is off."""
+        if isinstance(self.circuit, Circuit):
+            return self.circuit
+        return Circuit() if self.circuit is True else None
 
 
 class SlackDestination(_Destination, tag="slack", frozen=True, kw_only=True):
@@ -99,6 +127,7 @@ class LogDestination(_Destination, tag="log", frozen=True, kw_only=True):
     """Writes the would-be request into the structured log: a safe default target."""
 
     body: Any = msgspec.UNSET
+    circuit: CircuitSetting = "off"  # writing a log line does not fail for hours
 
 
 Destination = SlackDestination | HttpDestination | LogDestination
@@ -117,6 +146,15 @@ class Route(_Strict, frozen=True, kw_only=True):
     to: Annotated[list[Name], Meta(min_length=1)]
     stop: bool = False
     group: Group | None = None
+    #: A template: deliveries with the same key go to each destination one at a time,
+    #: in acceptance order.
+    order_by: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+
+
+class Alerts(_Strict, frozen=True, kw_only=True):
+    """Destinations that receive the relay's own notices (circuit, pause, dead letters)."""
+
+    to: Annotated[list[Name], Meta(min_length=1)]
 
 
 class Reload(_Strict, frozen=True, kw_only=True):
@@ -141,4 +179,5 @@ class Config(_Strict, frozen=True, kw_only=True):
     logging: Logging = Logging()
     destinations: dict[Name, Destination] = {}
     routes: list[Route] = []
+    alerts: Alerts | None = None
     reload: Reload = Reload()

@@ -312,3 +312,27 @@ def fit_payload(payload: dict[str, Any]) -> dict[str, Any]:
         limit = FALLBACK_TEXT_MAX if fitted.get("blocks") else MESSAGE_TEXT_MAX
         fitted["text"] = truncate(payload["text"], limit)
     return fitted
+
+
+_NOTICE_ICONS = {
+    "relay.circuit_opened": ":rotating_light:",
+    "relay.circuit_closed": ":white_check_mark:",
+    "relay.paused": ":double_vertical_bar:",
+    "relay.resumed": ":arrow_forward:",
+    "relay.dead_letters": ":skull:",
+}
+
+
+def notice_message(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The Slack message of one of the relay's notices (relay.notices), texts escaped."""
+    kind = str(document.get("type", ""))
+    what = kind.removeprefix("relay.").replace("_", " ")
+    reason = document.get("reason")
+    text = (
+        f"{_NOTICE_ICONS.get(kind, ':bell:')} pushwoosh-relay: "
+        f"{slack_escape(str(document.get('destination', '')))} {slack_escape(what)} "
+        f"({slack_escape(str(document.get('state', '')))})"
+        + (f" - {slack_escape(str(reason))}" if reason else "")
+        + f". Pending {document.get('pending', 0)}, dead {document.get('dead', 0)}."
+    )
+    return fit_payload({"text": text})

@@ -1,4 +1,4 @@
-"""Durations (``500ms``, ``10s``, ``5m``, ``24h``, ``7d``) and rates (``1/s``, ``30/m``).
+"""Config units: durations (``500ms``, ``10s``, ``24h``), rates (``30/m``), shares (``50%``).
 
 Custom msgspec types so the config validates them where it validates
 everything else, and `relay schema` can describe them with a pattern.
@@ -13,7 +13,9 @@ from typing import Any
 
 DURATION_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$"
 RATE_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m|h)\s*$"
+PERCENT_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$"
 _DURATION = re.compile(DURATION_PATTERN)
+_PERCENT = re.compile(PERCENT_PATTERN)
 _RATE = re.compile(RATE_PATTERN)
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -64,18 +66,42 @@ class Rate(float):
         return f"{self * 3600:g}/h"
 
 
+class Percent(float):
+    """A share from 0 to 1, written ``50%`` (or as the fraction ``0.5``)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> Percent:
+        share: float | None = None
+        if isinstance(value, str):
+            m = _PERCENT.match(value)
+            if m:
+                share = float(m.group(1)) / 100
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            share = float(value)
+        if share is None or not 0 < share <= 1:
+            raise ValueError(f"expected a share like 50% (above 0%, at most 100%); got {value!r}")
+        return cls(share)
+
+    def __str__(self) -> str:
+        return f"{self * 100:g}%"
+
+
 def dec_hook(typ: type, obj: Any) -> Any:
     """msgspec hook: build our custom types from config values."""
     if typ is Duration:
         return Duration.parse(obj)
     if typ is Rate:
         return Rate.parse(obj)
+    if typ is Percent:
+        return Percent.parse(obj)
     raise NotImplementedError(f"unsupported type {typ!r}")
 
 
 def enc_hook(obj: Any) -> Any:
     """msgspec hook: write our custom types back as the config spells them (``24h``, ``1/s``)."""
-    if isinstance(obj, Duration | Rate):
+    if isinstance(obj, Duration | Rate | Percent):
         return str(obj)
     raise NotImplementedError(f"unsupported type {type(obj)!r}")
 
@@ -92,6 +118,14 @@ def schema_hook(typ: type) -> dict[str, Any]:
             "type": "string",
             "pattern": RATE_PATTERN,
             "description": "a rate: 1/s, 30/m, 1000/h",
+        }
+    if typ is Percent:
+        return {
+            "anyOf": [
+                {"type": "string", "pattern": PERCENT_PATTERN},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            ],
+            "description": "a share: 50% (or 0.5)",
         }
     raise NotImplementedError(f"unsupported type {typ!r}")
 

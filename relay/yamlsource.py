@@ -33,6 +33,9 @@ class Document:
     problems: list[Problem] = field(default_factory=list)
     #: Paths of plain scalars that ``${VAR}`` substitution turned into a non-string.
     retyped: set[str] = field(default_factory=set)
+    #: Values substituted from variables whose name says they are secret (``*_TOKEN``,
+    #: ``*_KEY``, ``*_SECRET``, ``*PASSWORD*``...): masked wherever they could show.
+    secrets: set[str] = field(default_factory=set)
 
     def line(self, path: str) -> int | None:
         return line_of(self.lines, path)
@@ -61,10 +64,21 @@ def _child(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def interpolate(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSWD|API_?KEY|_KEY$|^KEY$|AUTH|CREDENTIAL", re.I)
+
+
+def secret_name(variable: str) -> bool:
+    """Whether a variable's name says it holds a secret (``CRM_TOKEN``, ``AMPLITUDE_API_KEY``)."""
+    return _SECRET_NAME.search(variable) is not None
+
+
+def interpolate(
+    text: str, env: Mapping[str, str], secrets: set[str] | None = None
+) -> tuple[str, list[str]]:
     """Fill ``${VAR}``/``${VAR:-default}``/``${VAR-default}``; ``$$`` is a literal ``$``.
 
-    Returns the text and the names that had no value (unset or empty, no default).
+    Returns the text and the names that had no value (unset or empty, no default);
+    values taken from secret-named variables are added to ``secrets``.
     """
     missing: list[str] = []
 
@@ -80,6 +94,8 @@ def interpolate(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
         if op is None and not value:
             missing.append(name)
             return ""
+        if value and secrets is not None and secret_name(name):
+            secrets.add(value)
         return value or ""
 
     return _ENV.sub(sub, text), missing
@@ -154,7 +170,7 @@ def _walk(
         for i, item in enumerate(node.value):
             _walk(item, _child(path, i), doc, loader, env, walking)
     elif isinstance(node, yaml.ScalarNode) and "$" in node.value:
-        value, missing = interpolate(node.value, env)
+        value, missing = interpolate(node.value, env, doc.secrets)
         for name in missing:
             doc.problems.append(
                 doc.problem(

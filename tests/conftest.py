@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from relay.queue import Queue, open_queue
 
@@ -44,6 +46,15 @@ def sink() -> Any:
 
     with Sink() as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands run in-process (`relay.cli.main`) set up logging for a process; undo it,
+    so the next test sees structlog's defaults (every level, for capture_logs)."""
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = []
 
 
 URL_KEY = pytest.StashKey[str]()

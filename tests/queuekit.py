@@ -84,7 +84,10 @@ async def settle(
         DeliveryState.PENDING: AttemptOutcome.RETRY,
         DeliveryState.DEAD: AttemptOutcome.DEAD,
     }[state]
-    attempt = AttemptRecord(d.attempts, now, 1.5, outcome, status, error, "answer", "POST", "u")
+    failed = state is DeliveryState.PENDING  # as classify() has it: every retry counts
+    attempt = AttemptRecord(
+        d.attempts, now, 1.5, outcome, status, error, "answer", "POST", "u", failed
+    )
     await queue.settle(
         Settlement(
             d.id, d.destination, state, now if at is None else at, now, attempt, error, status

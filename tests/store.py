@@ -52,8 +52,13 @@ class Store:
         """Every delivery (a waiting group item stands for its future delivery)."""
         return [d for e in self.events() for d in e.deliveries]
 
-    def states(self) -> list[str]:
-        return sorted(str(d.state) for d in self.deliveries())
+    def states(self, destination: str | None = None) -> list[str]:
+        """The states of every delivery (of ``destination``), sorted."""
+        return sorted(
+            str(d.state)
+            for d in self.deliveries()
+            if destination is None or d.destination == destination
+        )
 
 
 @contextmanager

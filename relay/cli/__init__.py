@@ -16,6 +16,7 @@ import msgspec
 from .. import __version__
 from ..config import default_path, json_schema
 from ..errors import CliError, ConfigError, RelayError
+from ..logs import configure
 from . import store
 from .args import Parser, int_in, load, with_config
 
@@ -89,6 +90,7 @@ COMMANDS = {
     "dlq": store.cmd_dlq,
     "events": store.cmd_events,
     "forget": store.cmd_forget,
+    "destinations": store.cmd_destinations,
     "schema": cmd_schema,
     "migrate": store.cmd_migrate,
 }
@@ -96,6 +98,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        # A command's output is its stdout; the library's log lines are for a person,
+        # on stderr, and only when something is wrong.
+        configure("warning", "auto", stream=sys.stderr)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

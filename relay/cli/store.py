@@ -69,6 +69,16 @@ def add_commands(sub: Any) -> None:
     resend.add_argument("id", metavar="ID")
     resend.add_argument("--destination", default=None)
 
+    dests = sub.add_parser("destinations", help="destination health: list, pause, resume")
+    dsub2 = dests.add_subparsers(dest="dest_command", required=True, parser_class=type(dests))
+    dl = with_config(dsub2.add_parser("list", help="state, backlog, success rate, p95, last error"))
+    dl.add_argument("--json", action="store_true")
+    pause = with_config(dsub2.add_parser("pause", help="hold a destination (every instance)"))
+    pause.add_argument("name", metavar="NAME")
+    pause.add_argument("--reason", default=None, help="why (shown in listings and notices)")
+    resume = with_config(dsub2.add_parser("resume", help="release a pause; the backlog drains"))
+    resume.add_argument("name", metavar="NAME")
+
     forget = with_config(
         sub.add_parser("forget", help="erase every stored trace of one address (GDPR)")
     )
@@ -139,6 +149,26 @@ def cmd_events(args: argparse.Namespace) -> int:
             done = _on_queue(args, lambda q: operations.resend_event(q, args.id, args.destination))
             made = done["deliveries"]
             print(f"resent event {args.id}: {len(made)} new deliveries: {' '.join(made)}")
+    except operations.NotFound as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_destinations(args: argparse.Namespace) -> int:
+    config = load(args)
+    try:
+        if args.dest_command == "list":
+            rows = _on_queue(args, lambda q: operations.destinations(q, config))
+            _print_destinations(rows, args.json)
+        elif args.dest_command == "pause":
+            done = _on_queue(
+                args, lambda q: operations.pause_destination(q, config, args.name, args.reason)
+            )
+            print(f"{args.name}: paused" + ("" if done["changed"] else " (it already was)"))
+        else:
+            done = _on_queue(args, lambda q: operations.resume_destination(q, config, args.name))
+            was = "" if done["changed"] else " (it was not paused)"
+            print(f"{args.name}: {done['state']}{was}")
     except operations.NotFound as exc:
         raise CliError(str(exc)) from None
     return 0
@@ -242,6 +272,37 @@ def _print_events(page: dict[str, Any], as_json: bool) -> None:
     _table(rows)
     if page["next"]:
         print(f"more: relay events list ... --before {page['next']}")
+
+
+def _print_destinations(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(_json(rows))
+        return
+    if not rows:
+        print("no destinations configured")
+        return
+    table = [
+        ("NAME", "TYPE", "STATE", "PENDING", "RETRYING", "DEAD", "OK 5M", "P95 5M", "LAST ERROR")
+    ]
+    for d in rows:
+        rate = "-" if d["success_rate_5m"] is None else f"{d['success_rate_5m'] * 100:.0f}%"
+        p95 = "-" if d["p95_ms_5m"] is None else f"{d['p95_ms_5m']:.0f} ms"
+        why = d["paused_reason"] or d["circuit_reason"] or d["disabled_reason"]
+        error = _one_line(d["last_error"], 60) if d["last_error"] else ""
+        table.append(
+            (
+                d["name"],
+                d["type"],
+                d["state"] + (f" ({_one_line(why, 40)})" if why else ""),
+                str(d["pending"]),
+                str(d["retrying"]),
+                str(d["dead"]),
+                rate,
+                p95,
+                error,
+            )
+        )
+    _table(table)
 
 
 def _print_event(doc: dict[str, Any], as_json: bool) -> None:

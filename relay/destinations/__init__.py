@@ -8,7 +8,7 @@ Alertmanager's notifiers. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,6 +19,7 @@ from .. import __version__
 from ..errors import SpecError
 from ..settings import Destination as DestinationSpec
 from ..settings import HttpDestination, SlackDestination
+from ..units import enc_hook
 
 USER_AGENT = f"pushwoosh-relay/{__version__}"
 MASK = "***"
@@ -106,6 +107,34 @@ class Destination:
 
     def build(self, context: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
         raise NotImplementedError
+
+    def build_notice(self, document: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
+        """The request carrying one of the relay's own notices (see :mod:`relay.notices`)."""
+        raise NotImplementedError
+
+    def summary(self, mask: Callable[[str], str]) -> dict[str, Any]:
+        """The destination's settings as an operator may see them: every secret masked."""
+        data: dict[str, Any] = msgspec.to_builtins(self.spec, enc_hook=enc_hook)
+        if data.get("url"):
+            data["url"] = mask_url(data["url"], self.secrets)
+        if isinstance(data.get("headers"), dict):
+            data["headers"] = {
+                k: MASK if k.lower() in self.secret_headers else v
+                for k, v in data["headers"].items()
+            }
+        if data.get("signing_secret"):
+            data["signing_secret"] = MASK
+        return _masked(data, mask)  # type: ignore[no-any-return]
+
+
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v, mask) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, mask) for v in value]
+    return value
 
 
 def template_context(

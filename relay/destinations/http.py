@@ -49,6 +49,18 @@ class Http(Destination):
             headers.update(self.signer(delivery_id, payload))
         return OutboundRequest(spec.method, spec.url, headers, payload)
 
+    def build_notice(self, document: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
+        """A notice is POSTed as JSON with the destination's headers (and signature)."""
+        spec = self.spec
+        assert isinstance(spec, HttpDestination)
+        headers = base_headers(delivery_id)
+        headers.update(spec.headers)
+        headers["Content-Type"] = "application/json"
+        payload = encode_json(document)
+        if self.signer is not None:
+            headers.update(self.signer(delivery_id, payload))
+        return OutboundRequest("POST", spec.url, headers, payload)
+
 
 def default_group_body(context: Mapping[str, Any]) -> dict[str, Any]:
     """CONTRACT section 9: ``{"group": {...key...}, "count": N, "events": [...]}``."""

@@ -30,6 +30,12 @@ class Log(Destination):
             payload = encode_json(default_group_body(context))
         else:
             payload = context["raw"] if "raw" in context else encode_json(context["event"])
+        return self._logged(payload, delivery_id)
+
+    def build_notice(self, document: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
+        return self._logged(encode_json(dict(document)), delivery_id)
+
+    def _logged(self, payload: bytes, delivery_id: str) -> OutboundRequest:
         headers = base_headers(delivery_id)
         headers["Content-Type"] = "application/json"
         return OutboundRequest("LOG", f"log:{self.name}", headers, payload)

@@ -47,10 +47,17 @@ class Slack(Destination):
         return slack_format.fit_payload(payload)
 
     def build(self, context: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
+        return self._post(self.payload(context), delivery_id)
+
+    def build_notice(self, document: Mapping[str, Any], delivery_id: str) -> OutboundRequest:
+        """A notice is a one-line message, every text in it escaped for mrkdwn."""
+        return self._post(slack_format.notice_message(document), delivery_id)
+
+    def _post(self, payload: dict[str, Any], delivery_id: str) -> OutboundRequest:
         headers = base_headers(delivery_id)
         headers["Content-Type"] = "application/json"
         assert isinstance(self.spec, SlackDestination)
-        return OutboundRequest("POST", self.spec.url, headers, encode_json(self.payload(context)))
+        return OutboundRequest("POST", self.spec.url, headers, encode_json(payload))
 
 
 def compile(name: str, spec: SlackDestination, path: str) -> Slack:

@@ -32,9 +32,11 @@ from . import core
 from .core import DEFAULT_MAX_EVENTS
 from .records import (
     Accepted,
+    Activity,
     Cutoffs,
     DeadLetter,
     Depth,
+    DestinationState,
     EnqueueRequest,
     EventFilter,
     EventPage,
@@ -100,7 +102,9 @@ class Queue:
         if self._joined:
             # Closing anyway if this fails: the leases expire, the heartbeat goes stale.
             with contextlib.suppress(Exception):
-                await self.transport.write(lambda: core.leave(self.owner, time.time()))
+                await self.transport.write(
+                    lambda: core.leave(self.owner, time.time()), durable=False
+                )
             self._joined = False
         await self.transport.close()
 
@@ -115,7 +119,7 @@ class Queue:
     async def heartbeat(self, now: float | None = None) -> None:
         """Say this instance is alive."""
         stamp = time.time() if now is None else now
-        await self.transport.write(lambda: core.heartbeat(self._instance, stamp))
+        await self.transport.write(lambda: core.heartbeat(self._instance, stamp), durable=False)
 
     async def ping(self, timeout: float = PROBE_TIMEOUT) -> None:
         """Raise :class:`QueueUnavailable` within ``timeout`` unless a write would succeed now."""
@@ -131,7 +135,7 @@ class Queue:
         """
         stamp = time.time() if now is None else now
         return await self.transport.write(
-            lambda: core.release_orphans(stamp, stamp - self.dead_after)
+            lambda: core.release_orphans(stamp, stamp - self.dead_after), durable=False
         )
 
     # -- the hot path -----------------------------------------------------------------------
@@ -152,7 +156,20 @@ class Queue:
 
     async def lease_many(self, requests: Sequence[LeaseRequest], now: float) -> list[Leased]:
         """Lease for several destinations in one transaction."""
-        return await self.transport.write(lambda: core.lease(requests, self.owner, now))
+        return await self.transport.write(
+            lambda: core.lease(requests, self.owner, now), durable=False
+        )
+
+    async def release_stray(self, destination: str, keep: Sequence[str]) -> int:
+        """Hand back our leases of ``destination`` that no attempt of ours uses.
+
+        A lease call that timed out may still have committed; run this before
+        leasing again, with the ids of the attempts in flight.
+        """
+        now = time.time()
+        return await self.transport.write(
+            lambda: core.release_stray(self.owner, destination, keep, now), durable=False
+        )
 
     async def settle(self, settlement: Settlement) -> None:
         """Record an attempt; apply its outcome if the delivery is still pending and ours."""
@@ -163,7 +180,9 @@ class Queue:
         self, destination: str, max_events: Mapping[str, int], now: float
     ) -> list[tuple[str, int]]:
         """Turn every due group of ``destination`` into deliveries (see core.flush_groups)."""
-        return await self.transport.write(lambda: core.flush_groups(destination, max_events, now))
+        return await self.transport.write(
+            lambda: core.flush_groups(destination, max_events, now), durable=False
+        )
 
     async def group_flush_times(self) -> dict[str, float]:
         """Per destination, when its earliest open group is due."""
@@ -215,9 +234,55 @@ class Queue:
             total += report
         return total
 
+    # -- destination health -----------------------------------------------------------------
+    async def destination_states(self) -> dict[str, DestinationState]:
+        """Every destination's shared state (paused, circuit); absent = active and closed."""
+        states = await self.transport.read(core.destination_states)
+        return {state.name: state for state in states}
+
+    async def pause(self, name: str, reason: str | None, now: float) -> bool:
+        """Hold ``name`` for every instance; False if it was paused already."""
+        return await self.transport.write(lambda: core.pause(name, reason, now))
+
+    async def resume(self, name: str, now: float) -> bool:
+        """Release a pause; False if it was not paused."""
+        return await self.transport.write(lambda: core.resume(name, now))
+
+    async def open_circuit(self, name: str, reason: str, cooldown: float, now: float) -> bool:
+        """Closed -> open; True for the one instance that did it."""
+        return await self.transport.write(lambda: core.open_circuit(name, reason, cooldown, now))
+
+    async def claim_probe(self, name: str, until: float, now: float) -> bool:
+        """Take the half-open probe of ``name`` (one instance wins)."""
+        return await self.transport.write(lambda: core.claim_probe(name, self.owner, until, now))
+
+    async def close_circuit(self, name: str, now: float) -> bool:
+        """Our probe got through: close the circuit."""
+        return await self.transport.write(lambda: core.close_circuit(name, self.owner, now))
+
+    async def reopen_circuit(self, name: str, reason: str, cooldown: float, now: float) -> bool:
+        """Our probe failed: open again for ``cooldown``."""
+        return await self.transport.write(
+            lambda: core.reopen_circuit(name, self.owner, reason, cooldown, now)
+        )
+
+    async def health_window(self, destination: str, since: float) -> tuple[int, int]:
+        """(attempts, failures counted against it) since ``since``."""
+        return await self.transport.read(lambda: core.health_window(destination, since))
+
+    async def activity(self, destination: str, since: float, errors_since: float) -> Activity:
+        """Recent attempts of ``destination``: count, successes, p95, last failure."""
+        return await self.transport.read(lambda: core.activity(destination, since, errors_since))
+
+    async def dead_letters_notice(self, name: str, now: float, every: float) -> int | None:
+        """The dead count of ``name`` if a dead-letter notice is due now, else None."""
+        return await self.transport.write(
+            lambda: core.dead_letters_notice(name, now, every), durable=False
+        )
+
     async def prune(self, cutoffs: Cutoffs, batch: int = 1000) -> int:
         """Delete one small batch of what retention lets go; repeat while it returns ``batch``."""
-        return await self.transport.write(lambda: core.prune(cutoffs, batch))
+        return await self.transport.write(lambda: core.prune(cutoffs, batch), durable=False)
 
 
 def from_settings(settings: QueueSettings) -> Queue:
@@ -256,6 +321,7 @@ __all__ = [
     "Cutoffs",
     "DeadLetter",
     "Depth",
+    "DestinationState",
     "EventFilter",
     "EventPage",
     "ForgetReport",

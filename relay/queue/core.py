@@ -24,11 +24,13 @@ import msgspec
 from ..model import DeliveryState, Leased, NewEvent, address_key, id_at, new_id, search_fields
 from .records import (
     Accepted,
+    Activity,
     AttemptView,
     Cutoffs,
     DeadLetter,
     DeliveryView,
     Depth,
+    DestinationState,
     EnqueueRequest,
     EventFilter,
     EventPage,
@@ -66,9 +68,16 @@ class Stmt:
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """Tell every instance that these destinations have new due work (after commit)."""
+    """Tell every instance that these destinations have new due work (after commit).
+
+    A name prefixed with :data:`STATE_CHANGED` announces a changed shared state
+    (paused, resumed, circuit) instead: instances read it again at once.
+    """
 
     destinations: frozenset[str]
+
+
+STATE_CHANGED = "@"
 
 
 Step = Stmt | Notify
@@ -76,20 +85,20 @@ Op = Generator[Step, Any, T]
 OpFactory = Callable[[], Op[T]]
 
 
-def _rows(name: str, fragments: tuple[str, ...] = (), **params: Any) -> Stmt:
-    return Stmt(name, params, Mode.ROWS, fragments)
+def _rows(statement: str, fragments: tuple[str, ...] = (), /, **params: Any) -> Stmt:
+    return Stmt(statement, params, Mode.ROWS, fragments)
 
 
-def _execute(name: str, **params: Any) -> Stmt:
-    return Stmt(name, params, Mode.EXECUTE)
+def _execute(statement: str, /, **params: Any) -> Stmt:
+    return Stmt(statement, params, Mode.EXECUTE)
 
 
-def _many(name: str, seq: Sequence[Mapping[str, Any]]) -> Stmt:
-    return Stmt(name, list(seq), Mode.MANY)
+def _many(statement: str, seq: Sequence[Mapping[str, Any]], /) -> Stmt:
+    return Stmt(statement, list(seq), Mode.MANY)
 
 
-def _many_rows(name: str, seq: Sequence[Mapping[str, Any]]) -> Stmt:
-    return Stmt(name, list(seq), Mode.MANY_ROWS)
+def _many_rows(statement: str, seq: Sequence[Mapping[str, Any]], /) -> Stmt:
+    return Stmt(statement, list(seq), Mode.MANY_ROWS)
 
 
 def run_sync(op: Op[T], execute: Callable[[Step], Any]) -> T:
@@ -184,7 +193,7 @@ def _rows_of(
             "now": now,
         }
         if d.group is None:
-            deliveries.append({**row, "group_key": None})
+            deliveries.append({**row, "group_key": None, "order_key": d.order_key})
             continue
         items.append({**row, "group_key": d.group.key})
         groups.setdefault(
@@ -260,6 +269,7 @@ def settle(items: Sequence[tuple[Settlement, str]]) -> Op[list[None]]:
                 "response": s.attempt.response,
                 "method": s.attempt.method,
                 "url": s.attempt.url,
+                "failed": s.attempt.failed,
             }
             for s, _ in items
         ],
@@ -272,6 +282,9 @@ MERGED: dict[str, Callable[[list[Any]], Op[list[Any]]]] = {
     "enqueue": enqueue,
     "settle": settle,
 }
+#: Of those, the ones that must be on disk before the caller hears back: an accepted
+#: event is acknowledged with a 2xx. A lost settle only means the attempt is repeated.
+DURABLE_MERGES = frozenset({"enqueue"})
 
 
 # -- dead letters, groups, depth ------------------------------------------------------------
@@ -312,7 +325,7 @@ def flush_groups(
             did = new_id()
             yield _many(
                 "insert_delivery",
-                [{"id": did, "event_id": chunk[0][1], "now": now, **group}],
+                [{"id": did, "event_id": chunk[0][1], "now": now, "order_key": None, **group}],
             )
             yield _execute("assign_items", delivery_id=did, ids=[i for i, _ in chunk])
             made.append((key, len(chunk)))
@@ -355,6 +368,14 @@ def release_orphans(now: float, alive_since: float) -> Op[int]:
     released = yield _execute("release_orphans", now=now, alive_since=alive_since)
     if released:
         yield Notify(frozenset())
+    return int(released)
+
+
+def release_stray(owner: str, destination: str, keep: Sequence[str], now: float) -> Op[int]:
+    """Hand back our leases of ``destination`` but those in ``keep`` (in flight)."""
+    released = yield _execute(
+        "release_stray", owner=owner, destination=destination, keep=list(keep), now=now
+    )
     return int(released)
 
 
@@ -504,13 +525,14 @@ def resend(event_id: str, destination: str | None, now: float) -> Op[list[str] |
     made: list[str] = []
     touched: set[str] = set()
     seen: set[str] = set()
-    for _, dest, route, group_key in (yield _rows("delivery_for_replay", event_id=event_id)):
+    previous = yield _rows("delivery_for_replay", event_id=event_id)
+    for _, dest, route, group_key, order_key in previous:
         if (destination is not None and dest != destination) or dest in seen:
             continue
         seen.add(dest)
         did = new_id()
         row = {"id": did, "event_id": event_id, "destination": dest, "route": route, "now": now}
-        yield _many("insert_delivery", [{**row, "group_key": group_key}])
+        yield _many("insert_delivery", [{**row, "group_key": group_key, "order_key": order_key}])
         if group_key is not None:
             yield _many(
                 "insert_replay_item",
@@ -586,3 +608,149 @@ def _mask_texts(delivery_id: str, address: str) -> Op[None]:
 
 def _masked(pattern: re.Pattern[str], text: str | None) -> str | None:
     return None if text is None else pattern.sub(MASK, text)
+
+
+# -- destination health ---------------------------------------------------------------------
+def destination_states() -> Op[list[DestinationState]]:
+    """Every destination's shared state (the ones never paused or opened have no row)."""
+    rows = yield _rows("destination_states")
+    return [
+        DestinationState(
+            name,
+            bool(paused),
+            reason,
+            paused_at,
+            circuit,
+            circuit_reason,
+            opened_at,
+            reopen_at,
+            cooldown,
+            closed_at,
+            probe_owner,
+            probe_until,
+            held_since,
+            float(updated_at),
+        )
+        for (
+            name,
+            paused,
+            reason,
+            paused_at,
+            circuit,
+            circuit_reason,
+            opened_at,
+            reopen_at,
+            cooldown,
+            closed_at,
+            probe_owner,
+            probe_until,
+            held_since,
+            updated_at,
+        ) in rows
+    ]
+
+
+def _locked(name: str, now: float) -> Op[tuple[Any, ...]]:
+    """The destination's row (made if missing), locked for this transaction."""
+    yield _execute("ensure_destination", name=name, now=now)
+    [row] = yield _rows("destination_for_update", name=name)
+    return tuple(row)
+
+
+def _unhold(name: str, held_since: float | None, now: float) -> Op[None]:
+    """The hold is over: budgets move forward by its length; instances hear of it."""
+    if held_since is not None:
+        yield _execute("shift_budgets", destination=name, held_since=held_since, now=now)
+    yield Notify(frozenset({STATE_CHANGED + name}))
+
+
+def pause(name: str, reason: str | None, now: float) -> Op[bool]:
+    """Hold a destination (every instance); False when it was already paused."""
+    yield from _locked(name, now)
+    changed = yield _execute("pause_destination", name=name, reason=reason, now=now)
+    yield Notify(frozenset({STATE_CHANGED + name}))
+    return bool(changed)
+
+
+def resume(name: str, now: float) -> Op[bool]:
+    """Release a pause; False when it was not paused. The backlog drains at once."""
+    paused, circuit, held_since, _, _ = yield from _locked(name, now)
+    if not paused:
+        return False
+    yield _execute("resume_destination", name=name, now=now)
+    yield from _unhold(name, held_since if circuit == "closed" else None, now)
+    return True
+
+
+def open_circuit(name: str, reason: str, cooldown: float, now: float) -> Op[bool]:
+    """Closed -> open; True for the one caller whose update did it."""
+    yield _execute("ensure_destination", name=name, now=now)
+    changed = yield _execute("open_circuit", name=name, reason=reason, cooldown=cooldown, now=now)
+    return bool(changed)
+
+
+def claim_probe(name: str, owner: str, until: float, now: float) -> Op[bool]:
+    """Open past its cooldown -> half-open, probed by ``owner`` (one instance).
+
+    The time held so far is credited now (budgets move forward, the hold restarts):
+    the probe's own outcome must not be judged against a budget the hold used up.
+    """
+    paused, _, held_since, _, _ = yield from _locked(name, now)
+    changed = yield _execute("claim_probe", name=name, owner=owner, until=until, now=now)
+    if not changed:
+        return False
+    if held_since is not None and not paused:
+        yield _execute("shift_budgets", destination=name, held_since=held_since, now=now)
+        yield _execute("restart_hold", name=name, now=now)
+    yield Notify(frozenset({STATE_CHANGED + name}))
+    return True
+
+
+def close_circuit(name: str, owner: str, now: float) -> Op[bool]:
+    """The probe got through: closed, and the backlog drains (budgets moved forward)."""
+    paused, circuit, held_since, _, probe_owner = yield from _locked(name, now)
+    if circuit != "half-open" or probe_owner != owner:
+        return False
+    yield _execute("close_circuit", name=name, owner=owner, now=now)
+    yield from _unhold(name, None if paused else held_since, now)
+    return True
+
+
+def reopen_circuit(name: str, owner: str, reason: str, cooldown: float, now: float) -> Op[bool]:
+    """The probe failed: open again, for ``cooldown``."""
+    changed = yield _execute(
+        "reopen_circuit", name=name, owner=owner, reason=reason, cooldown=cooldown, now=now
+    )
+    if changed:
+        yield Notify(frozenset({STATE_CHANGED + name}))
+    return bool(changed)
+
+
+def health_window(destination: str, since: float) -> Op[tuple[int, int]]:
+    """Attempts since ``since`` and how many of them counted against the destination."""
+    [(attempts, failed)] = yield _rows("health_window", destination=destination, since=since)
+    return int(attempts), int(failed)
+
+
+def activity(destination: str, since: float, errors_since: float) -> Op[Activity]:
+    """A destination's attempts since ``since``: count, successes, p95; its last failure."""
+    [(attempts, succeeded)] = yield _rows(
+        "destination_activity", destination=destination, since=since
+    )
+    p95 = None
+    if attempts:
+        rank = min(int(attempts) - 1, int(int(attempts) * 0.95))
+        [(p95,)] = yield _rows("duration_at_rank", destination=destination, since=since, rank=rank)
+    failure = yield _rows("last_failure", destination=destination, since=errors_since)
+    error, at, status = failure[0] if failure else (None, None, None)
+    return Activity(int(attempts), int(succeeded), p95, error, at, status)
+
+
+def dead_letters_notice(name: str, now: float, every: float) -> Op[int | None]:
+    """The dead-letter count if a notice is due (none sent for ``every`` seconds), else None."""
+    yield _execute("ensure_destination", name=name, now=now)
+    due = yield _execute("note_dead_letters", name=name, now=now, before=now - every)
+    if not due:
+        return None
+    [(dead,)] = yield _rows("dead_count", destination=name)
+    return int(dead)

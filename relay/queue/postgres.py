@@ -74,6 +74,7 @@ SQL_VERSION_TABLE = """
     )"""
 SQL_VERSION = "SELECT coalesce(max(version), 0) FROM relay_schema_version"
 SQL_SET_VERSION = "INSERT INTO relay_schema_version (version, applied_at) VALUES (%s, %s)"
+SQL_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 # Sent inside the transaction: PostgreSQL delivers it on commit, and never on rollback.
 SQL_NOTIFY = "SELECT pg_notify(%(channel)s, d) FROM unnest(%(destinations)s::text[]) AS d"
 
@@ -257,16 +258,18 @@ class PostgresTransport(Transport):
                     break
         return rows
 
-    async def _in_transaction(self, factory: OpFactory[T]) -> T:
+    async def _in_transaction(self, factory: OpFactory[T], durable: bool = True) -> T:
         async with self._conn() as conn, conn.transaction():
+            if not durable:  # a lost commit only repeats an attempt (see Transport.write)
+                await conn.execute(SQL_ASYNC_COMMIT)
             return await self._run(conn, factory())
 
     async def _outside_transaction(self, factory: OpFactory[T]) -> T:
         async with self._conn() as conn:
             return await self._run(conn, factory())
 
-    async def write(self, factory: OpFactory[T]) -> T:
-        return await self._bounded(self._in_transaction(factory), OPERATION_TIMEOUT)
+    async def write(self, factory: OpFactory[T], *, durable: bool = True) -> T:
+        return await self._bounded(self._in_transaction(factory, durable), OPERATION_TIMEOUT)
 
     async def read(self, factory: OpFactory[T]) -> T:
         return await self._bounded(self._outside_transaction(factory), OPERATION_TIMEOUT)
@@ -297,8 +300,11 @@ class PostgresTransport(Transport):
             batch = queue[:MAX_BATCH]
             del queue[:MAX_BATCH]
             merge = core.MERGED[kind]
+            durable = kind in core.DURABLE_MERGES
             try:
-                values = await self.write(functools.partial(merge, [w.arg for w in batch]))
+                values = await self.write(
+                    functools.partial(merge, [w.arg for w in batch]), durable=durable
+                )
             except QueueUnavailable as exc:
                 _fail(batch, exc)
                 continue
@@ -308,7 +314,9 @@ class PostgresTransport(Transport):
                     continue
                 for w in batch:
                     try:
-                        [value] = await self.write(functools.partial(merge, [w.arg]))
+                        [value] = await self.write(
+                            functools.partial(merge, [w.arg]), durable=durable
+                        )
                     except Exception as one:
                         _fail([w], one)
                     else:

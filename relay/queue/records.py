@@ -54,6 +54,8 @@ class AttemptRecord:
     response: str | None = None
     method: str | None = None
     url: str | None = None
+    #: Counts against the destination's health (the circuit breaker): a retryable failure.
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +203,35 @@ def _counts(report: ForgetReport) -> tuple[int, ...]:
         report.fingerprints,
         report.shared_deliveries,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationState:
+    """One destination's shared state: paused by an operator, and its circuit."""
+
+    name: str
+    paused: bool = False
+    paused_reason: str | None = None
+    paused_at: float | None = None
+    circuit: str = "closed"  # closed | open | half-open
+    circuit_reason: str | None = None
+    opened_at: float | None = None
+    reopen_at: float | None = None
+    cooldown: float | None = None
+    closed_at: float | None = None
+    probe_owner: str | None = None
+    probe_until: float | None = None
+    held_since: float | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A destination's recent attempts: how many, how many succeeded, p95, last failure."""
+
+    attempts: int
+    succeeded: int
+    p95_ms: float | None
+    last_error: str | None
+    last_error_at: float | None
+    last_status: int | None

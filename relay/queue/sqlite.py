@@ -57,6 +57,8 @@ class _Job:
     notify: set[str] = field(default_factory=set)
     #: Overwrite what the job deletes and truncate the WAL after it (`relay forget`).
     secure: bool = False
+    #: Must be on disk before the caller hears back (synchronous=FULL for its batch).
+    durable: bool = True
 
 
 class SqliteTransport(Transport):
@@ -74,6 +76,7 @@ class SqliteTransport(Transport):
         self._disk_checked = 0.0
         self._disk_problem: str | None = None
         self._last_failure = (0.0, "")
+        self._durable = True  # the writer connection's current synchronous setting
 
     @classmethod
     def from_url(cls, url: str) -> SqliteTransport:
@@ -177,23 +180,28 @@ class SqliteTransport(Transport):
         return execute
 
     def _submit(
-        self, factory: OpFactory[Any] | None, kind: str | None, arg: Any, secure: bool = False
+        self,
+        factory: OpFactory[Any] | None,
+        kind: str | None,
+        arg: Any,
+        secure: bool = False,
+        durable: bool = True,
     ) -> Any:
         if self._thread is None:
             raise QueueUnavailable("the queue is closed")
         loop = asyncio.get_running_loop()
-        job = _Job(factory, kind, arg, loop, loop.create_future(), secure=secure)
+        job = _Job(factory, kind, arg, loop, loop.create_future(), secure=secure, durable=durable)
         self._jobs.put(job)
         return job.fut
 
-    async def write(self, factory: OpFactory[T]) -> T:
-        result: T = await self._submit(factory, None, None)
+    async def write(self, factory: OpFactory[T], *, durable: bool = True) -> T:
+        result: T = await self._submit(factory, None, None, durable=durable)
         return result
 
     async def merged(self, kind: str, arg: Any) -> Any:
         if kind == "enqueue" and self._disk_full():
             raise QueueUnavailable(self._disk_problem or "disk full")
-        return await self._submit(None, kind, arg)
+        return await self._submit(None, kind, arg, durable=kind in core.DURABLE_MERGES)
 
     async def erase(self, factory: OpFactory[T]) -> T:
         """Deleted rows are overwritten with zeros, then the WAL is checkpointed and
@@ -272,6 +280,12 @@ class SqliteTransport(Transport):
         secure = any(job.secure for job in batch)
         if secure:
             conn.execute("PRAGMA secure_delete=ON")
+        # One fsync per batch that holds an acknowledgement; none for one that does not.
+        # (In WAL mode a later FULL commit syncs the earlier NORMAL ones' frames too.)
+        durable = any(job.durable for job in batch)
+        if durable != self._durable:
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
         try:
             results = self._transaction(conn, lambda: self._fast(conn, batch))
         except Exception as exc:

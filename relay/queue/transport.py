@@ -39,8 +39,14 @@ class Transport(abc.ABC):
         """Finish pending writes and disconnect."""
 
     @abc.abstractmethod
-    async def write(self, factory: OpFactory[T]) -> T:
-        """Run one operation in a write transaction of its own (or shared, committed once)."""
+    async def write(self, factory: OpFactory[T], *, durable: bool = True) -> T:
+        """Run one operation in a write transaction of its own (or shared, committed once).
+
+        ``durable=False`` lets the commit skip waiting for the disk (SQLite
+        ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit = off``): for writes whose
+        loss on power failure costs only a repeat (a lease, a settle: the delivery is
+        sent again with the same Idempotency-Key), never for an acknowledged event.
+        """
 
     @abc.abstractmethod
     async def merged(self, kind: str, arg: Any) -> Any:

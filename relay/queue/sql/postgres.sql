@@ -13,9 +13,9 @@ VALUES (%(id)s, %(now)s, %(body)s, %(event_name)s, %(hwid)s, %(user_id)s, %(camp
 
 -- name: insert_delivery
 INSERT INTO relay_deliveries (id, event_id, destination, route, available_at, created_at,
-                              budget_start, updated_at, group_key)
+                              budget_start, updated_at, group_key, order_key)
 VALUES (%(id)s, %(event_id)s, %(destination)s, %(route)s, %(now)s, %(now)s, %(now)s, %(now)s,
-        %(group_key)s);
+        %(group_key)s, %(order_key)s);
 
 -- name: insert_group_item
 INSERT INTO relay_group_items (id, event_id, destination, route, group_key, created_at)
@@ -48,12 +48,28 @@ SELECT digest, event_id FROM relay_fingerprints WHERE digest = %(digest)s;
 -- Taking a lease pushes available_at past the lease: a crashed holder's rows come back by
 -- themselves. The attempt is counted when taken, so a crash mid-send still uses budget.
 -- SKIP LOCKED: rows another instance is leasing right now are passed over, not waited for.
+-- A delivery with an order key waits while an earlier one of its key (smaller seq:
+-- accepted before) is pending, leased or not: one at a time per key, in order.
+-- A held destination (paused, or its circuit open, or half-open and probed by another
+-- instance) gives nothing, whatever an instance's cached view says.
 UPDATE relay_deliveries d
    SET available_at = %(until)s, attempts = d.attempts + 1, lease_owner = %(owner)s,
        updated_at = %(now)s
-  FROM (SELECT id FROM relay_deliveries
-         WHERE destination = %(destination)s AND state = 'pending' AND available_at <= %(now)s
-         ORDER BY available_at LIMIT %(limit)s
+  FROM (SELECT c.id FROM relay_deliveries c
+         WHERE c.destination = %(destination)s AND c.state = 'pending'
+           AND c.available_at <= %(now)s
+           AND (c.order_key IS NULL
+                OR NOT EXISTS (SELECT 1 FROM relay_deliveries p
+                                WHERE p.destination = c.destination
+                                  AND p.order_key = c.order_key
+                                  AND p.state = 'pending' AND p.seq < c.seq))
+           AND NOT EXISTS (SELECT 1 FROM relay_destinations h
+                            WHERE h.name = %(destination)s
+                              AND (h.paused
+                                   OR (h.circuit <> 'closed'
+                                       AND NOT (h.circuit = 'half-open'
+                                                AND h.probe_owner = %(owner)s))))
+         ORDER BY c.available_at LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED) due, relay_events e
  WHERE d.id = due.id AND e.id = d.event_id
 RETURNING d.id, d.event_id, d.destination, d.route, d.attempts, d.budget_start, d.group_key,
@@ -76,9 +92,9 @@ UPDATE relay_deliveries
 -- Recorded even when the lease was lost meanwhile (the attempt did happen), but never for
 -- a delivery that no longer exists (`relay forget` may have erased it mid-attempt).
 INSERT INTO relay_attempts (delivery_id, destination, n, started_at, duration_ms, outcome,
-                            status_code, error, response, method, url)
+                            status_code, error, response, method, url, failed)
 SELECT %(id)s, %(destination)s, %(n)s, %(started_at)s, %(duration_ms)s, %(outcome)s,
-       %(status_code)s, %(error)s, %(response)s, %(method)s, %(url)s
+       %(status_code)s, %(error)s, %(response)s, %(method)s, %(url)s, %(failed)s
  WHERE EXISTS (SELECT 1 FROM relay_deliveries WHERE id = %(id)s);
 
 -- name: dead_letters
@@ -161,6 +177,13 @@ UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL
 -- name: release_own
 UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL
  WHERE state = 'pending' AND lease_owner = %(owner)s;
+
+-- name: release_stray
+-- Leases of ours that no attempt of ours is using: a lease whose transaction we gave up
+-- on (the database went silent) may still have committed once it came back.
+UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL
+ WHERE state = 'pending' AND lease_owner = %(owner)s AND destination = %(destination)s
+   AND NOT (id = ANY(%(keep)s::text[]));
 
 -- name: prune_instances
 DELETE FROM relay_instances WHERE seen_at < %(before)s;
@@ -281,10 +304,10 @@ SELECT delivery_id, n, started_at, duration_ms, outcome, status_code, error, res
 
 -- name: delivery_for_replay
 -- What a resend of one event to one destination needs: the route and group of its delivery.
-SELECT d.id, d.destination, d.route, d.group_key FROM relay_deliveries d
+SELECT d.id, d.destination, d.route, d.group_key, d.order_key FROM relay_deliveries d
  WHERE d.event_id = %(event_id)s AND d.group_key IS NULL
 UNION ALL
-SELECT g.id, g.destination, g.route, g.group_key FROM relay_group_items g
+SELECT g.id, g.destination, g.route, g.group_key, NULL FROM relay_group_items g
  WHERE g.event_id = %(event_id)s;
 
 -- name: insert_replay_item
@@ -375,3 +398,100 @@ UPDATE relay_events
    SET event_name = %(event_name)s, hwid = %(hwid)s, user_id = %(user_id)s,
        campaign_id = %(campaign_id)s
  WHERE id = %(id)s;
+
+-- name: destination_states
+-- Every destination's shared state (paused, circuit), as each instance caches it.
+SELECT name, paused, paused_reason, paused_at, circuit, circuit_reason, opened_at, reopen_at,
+       cooldown, closed_at, probe_owner, probe_until, held_since, updated_at
+  FROM relay_destinations;
+
+-- name: ensure_destination
+INSERT INTO relay_destinations (name, updated_at) VALUES (%(name)s, %(now)s)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: destination_for_update
+-- One destination's state, locked to change it in the same transaction.
+SELECT paused, circuit, held_since, cooldown, probe_owner FROM relay_destinations
+ WHERE name = %(name)s FOR UPDATE;
+
+-- name: pause_destination
+UPDATE relay_destinations
+   SET paused = true, paused_reason = %(reason)s, paused_at = %(now)s,
+       held_since = coalesce(held_since, %(now)s), updated_at = %(now)s
+ WHERE name = %(name)s AND NOT paused;
+
+-- name: resume_destination
+UPDATE relay_destinations
+   SET paused = false, paused_reason = NULL, paused_at = NULL,
+       held_since = CASE WHEN circuit = 'closed' THEN NULL ELSE held_since END,
+       updated_at = %(now)s
+ WHERE name = %(name)s AND paused;
+
+-- name: shift_budgets
+-- A hold spends no budget: the pending deliveries' max_age clocks move forward by the
+-- time held (one accepted during the hold starts its budget now).
+UPDATE relay_deliveries
+   SET budget_start = %(now)s - greatest(0, %(held_since)s - budget_start)
+ WHERE destination = %(destination)s AND state = 'pending';
+
+-- name: open_circuit
+-- Closed -> open, by one instance only (the one whose update matched).
+UPDATE relay_destinations
+   SET circuit = 'open', circuit_reason = %(reason)s, opened_at = %(now)s,
+       reopen_at = %(now)s + %(cooldown)s, cooldown = %(cooldown)s, probe_owner = NULL,
+       probe_until = NULL, held_since = coalesce(held_since, %(now)s), updated_at = %(now)s
+ WHERE name = %(name)s AND circuit = 'closed';
+
+-- name: claim_probe
+-- After the cooldown one instance takes the probe (again if its prober went silent).
+UPDATE relay_destinations
+   SET circuit = 'half-open', probe_owner = %(owner)s, probe_until = %(until)s,
+       updated_at = %(now)s
+ WHERE name = %(name)s
+   AND ((circuit = 'open' AND reopen_at <= %(now)s)
+        OR (circuit = 'half-open' AND (probe_until IS NULL OR probe_until < %(now)s)));
+
+-- name: restart_hold
+-- The time held so far was credited to the budgets: the hold counts again from now.
+UPDATE relay_destinations SET held_since = %(now)s WHERE name = %(name)s AND held_since IS NOT NULL;
+
+-- name: close_circuit
+UPDATE relay_destinations
+   SET circuit = 'closed', circuit_reason = NULL, closed_at = %(now)s, opened_at = NULL,
+       reopen_at = NULL, cooldown = NULL, probe_owner = NULL, probe_until = NULL,
+       held_since = CASE WHEN paused THEN held_since ELSE NULL END, updated_at = %(now)s
+ WHERE name = %(name)s AND circuit = 'half-open' AND probe_owner = %(owner)s;
+
+-- name: reopen_circuit
+UPDATE relay_destinations
+   SET circuit = 'open', circuit_reason = %(reason)s, reopen_at = %(now)s + %(cooldown)s,
+       cooldown = %(cooldown)s, probe_owner = NULL, probe_until = NULL, updated_at = %(now)s
+ WHERE name = %(name)s AND circuit = 'half-open' AND probe_owner = %(owner)s;
+
+-- name: health_window
+-- Attempts of a destination since :since, and how many counted against it.
+SELECT count(*), count(*) FILTER (WHERE failed) FROM relay_attempts
+ WHERE destination = %(destination)s AND started_at >= %(since)s;
+
+-- name: destination_activity
+SELECT count(*), count(*) FILTER (WHERE outcome = 'succeeded')
+  FROM relay_attempts WHERE destination = %(destination)s AND started_at >= %(since)s;
+
+-- name: duration_at_rank
+-- The :rank-th fastest attempt since :since (the p95 with rank = 95% of the count).
+SELECT duration_ms FROM relay_attempts
+ WHERE destination = %(destination)s AND started_at >= %(since)s
+ ORDER BY duration_ms LIMIT 1 OFFSET %(rank)s;
+
+-- name: last_failure
+SELECT error, started_at, status_code FROM relay_attempts
+ WHERE destination = %(destination)s AND started_at >= %(since)s AND outcome <> 'succeeded'
+ ORDER BY started_at DESC LIMIT 1;
+
+-- name: note_dead_letters
+-- At most one dead-letter notice per destination per interval: the first to update wins.
+UPDATE relay_destinations SET dead_notice_at = %(now)s, updated_at = %(now)s
+ WHERE name = %(name)s AND (dead_notice_at IS NULL OR dead_notice_at <= %(before)s);
+
+-- name: dead_count
+SELECT count(*) FROM relay_deliveries WHERE destination = %(destination)s AND state = 'dead';

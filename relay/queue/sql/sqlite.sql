@@ -12,8 +12,8 @@ VALUES (:id, :now, :body, :event_name, :hwid, :user_id, :campaign_id);
 
 -- name: insert_delivery
 INSERT INTO deliveries (id, event_id, destination, route, available_at, created_at,
-                        budget_start, updated_at, group_key)
-VALUES (:id, :event_id, :destination, :route, :now, :now, :now, :now, :group_key);
+                        budget_start, updated_at, group_key, order_key)
+VALUES (:id, :event_id, :destination, :route, :now, :now, :now, :now, :group_key, :order_key);
 
 -- name: insert_group_item
 INSERT INTO group_items (id, event_id, destination, route, group_key, created_at)
@@ -43,11 +43,27 @@ SELECT digest, event_id FROM fingerprints WHERE digest = :digest;
 -- Taking a lease pushes available_at past the lease: a crashed holder's rows come back by
 -- themselves. The attempt is counted when taken, so a crash mid-send still uses budget.
 -- The event's body comes back with the row: one statement gives all a send needs.
+-- A delivery with an order key waits while an earlier one of its key (smaller rowid:
+-- accepted before) is pending, leased or not: one at a time per key, in order.
+-- A held destination (paused, or its circuit open, or half-open and probed by another
+-- instance) gives nothing, whatever an instance's cached view says.
 UPDATE deliveries
    SET available_at = :until, attempts = attempts + 1, lease_owner = :owner, updated_at = :now
- WHERE id IN (SELECT id FROM deliveries
-               WHERE destination = :destination AND state = 'pending' AND available_at <= :now
-               ORDER BY available_at LIMIT :limit)
+ WHERE id IN (SELECT c.id FROM deliveries c
+               WHERE c.destination = :destination AND c.state = 'pending'
+                 AND c.available_at <= :now
+                 AND (c.order_key IS NULL
+                      OR NOT EXISTS (SELECT 1 FROM deliveries p
+                                      WHERE p.destination = c.destination
+                                        AND p.order_key = c.order_key
+                                        AND p.state = 'pending' AND p.rowid < c.rowid))
+                 AND NOT EXISTS (SELECT 1 FROM destinations h
+                                  WHERE h.name = :destination
+                                    AND (h.paused = 1
+                                         OR (h.circuit <> 'closed'
+                                             AND NOT (h.circuit = 'half-open'
+                                                      AND h.probe_owner = :owner))))
+               ORDER BY c.available_at LIMIT :limit)
 RETURNING id, event_id, destination, route, attempts, budget_start, group_key,
           (SELECT body FROM events WHERE events.id = deliveries.event_id);
 
@@ -68,9 +84,9 @@ UPDATE deliveries
 -- Recorded even when the lease was lost meanwhile (the attempt did happen), but never for
 -- a delivery that no longer exists (`relay forget` may have erased it mid-attempt).
 INSERT INTO attempts (delivery_id, destination, n, started_at, duration_ms, outcome,
-                      status_code, error, response, method, url)
+                      status_code, error, response, method, url, failed)
 SELECT :id, :destination, :n, :started_at, :duration_ms, :outcome, :status_code, :error,
-       :response, :method, :url
+       :response, :method, :url, :failed
  WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = :id);
 
 -- name: dead_letters
@@ -149,6 +165,13 @@ UPDATE deliveries SET available_at = :now, lease_owner = NULL
 -- name: release_own
 UPDATE deliveries SET available_at = :now, lease_owner = NULL
  WHERE state = 'pending' AND lease_owner = :owner;
+
+-- name: release_stray
+-- Leases of ours that no attempt of ours is using: a lease whose transaction we gave up
+-- on (the database went silent) may still have committed once it came back.
+UPDATE deliveries SET available_at = :now, lease_owner = NULL
+ WHERE state = 'pending' AND lease_owner = :owner AND destination = :destination
+   AND id NOT IN (SELECT value FROM json_each(:keep));
 
 -- name: prune_instances
 DELETE FROM instances WHERE seen_at < :before;
@@ -266,10 +289,10 @@ SELECT delivery_id, n, started_at, duration_ms, outcome, status_code, error, res
 
 -- name: delivery_for_replay
 -- What a resend of one event to one destination needs: the route and group of its delivery.
-SELECT d.id, d.destination, d.route, d.group_key FROM deliveries d
+SELECT d.id, d.destination, d.route, d.group_key, d.order_key FROM deliveries d
  WHERE d.event_id = :event_id AND d.group_key IS NULL
 UNION ALL
-SELECT g.id, g.destination, g.route, g.group_key FROM group_items g
+SELECT g.id, g.destination, g.route, g.group_key, NULL FROM group_items g
  WHERE g.event_id = :event_id;
 
 -- name: insert_replay_item
@@ -357,3 +380,98 @@ SELECT id, body FROM events WHERE id > :after AND event_name IS NULL ORDER BY id
 UPDATE events
    SET event_name = :event_name, hwid = :hwid, user_id = :user_id, campaign_id = :campaign_id
  WHERE id = :id;
+
+-- name: destination_states
+-- Every destination's shared state (paused, circuit), as each instance caches it.
+SELECT name, paused, paused_reason, paused_at, circuit, circuit_reason, opened_at, reopen_at,
+       cooldown, closed_at, probe_owner, probe_until, held_since, updated_at
+  FROM destinations;
+
+-- name: ensure_destination
+INSERT INTO destinations (name, updated_at) VALUES (:name, :now)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: destination_for_update
+-- One destination's state, read to change it in the same transaction.
+SELECT paused, circuit, held_since, cooldown, probe_owner FROM destinations WHERE name = :name;
+
+-- name: pause_destination
+UPDATE destinations
+   SET paused = 1, paused_reason = :reason, paused_at = :now,
+       held_since = COALESCE(held_since, :now), updated_at = :now
+ WHERE name = :name AND paused = 0;
+
+-- name: resume_destination
+UPDATE destinations
+   SET paused = 0, paused_reason = NULL, paused_at = NULL,
+       held_since = CASE WHEN circuit = 'closed' THEN NULL ELSE held_since END,
+       updated_at = :now
+ WHERE name = :name AND paused = 1;
+
+-- name: shift_budgets
+-- A hold spends no budget: the pending deliveries' max_age clocks move forward by the
+-- time held (one accepted during the hold starts its budget now).
+UPDATE deliveries
+   SET budget_start = :now - MAX(0, :held_since - budget_start)
+ WHERE destination = :destination AND state = 'pending';
+
+-- name: open_circuit
+-- Closed -> open, by one instance only (the one whose update matched).
+UPDATE destinations
+   SET circuit = 'open', circuit_reason = :reason, opened_at = :now,
+       reopen_at = :now + :cooldown, cooldown = :cooldown, probe_owner = NULL,
+       probe_until = NULL, held_since = COALESCE(held_since, :now), updated_at = :now
+ WHERE name = :name AND circuit = 'closed';
+
+-- name: claim_probe
+-- After the cooldown one instance takes the probe (again if its prober went silent).
+UPDATE destinations
+   SET circuit = 'half-open', probe_owner = :owner, probe_until = :until, updated_at = :now
+ WHERE name = :name
+   AND ((circuit = 'open' AND reopen_at <= :now)
+        OR (circuit = 'half-open' AND (probe_until IS NULL OR probe_until < :now)));
+
+-- name: restart_hold
+-- The time held so far was credited to the budgets: the hold counts again from now.
+UPDATE destinations SET held_since = :now WHERE name = :name AND held_since IS NOT NULL;
+
+-- name: close_circuit
+UPDATE destinations
+   SET circuit = 'closed', circuit_reason = NULL, closed_at = :now, opened_at = NULL,
+       reopen_at = NULL, cooldown = NULL, probe_owner = NULL, probe_until = NULL,
+       held_since = CASE WHEN paused = 1 THEN held_since ELSE NULL END, updated_at = :now
+ WHERE name = :name AND circuit = 'half-open' AND probe_owner = :owner;
+
+-- name: reopen_circuit
+UPDATE destinations
+   SET circuit = 'open', circuit_reason = :reason, reopen_at = :now + :cooldown,
+       cooldown = :cooldown, probe_owner = NULL, probe_until = NULL, updated_at = :now
+ WHERE name = :name AND circuit = 'half-open' AND probe_owner = :owner;
+
+-- name: health_window
+-- Attempts of a destination since :since, and how many counted against it.
+SELECT COUNT(*), COALESCE(SUM(failed), 0) FROM attempts
+ WHERE destination = :destination AND started_at >= :since;
+
+-- name: destination_activity
+SELECT COUNT(*), COALESCE(SUM(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END), 0)
+  FROM attempts WHERE destination = :destination AND started_at >= :since;
+
+-- name: duration_at_rank
+-- The :rank-th fastest attempt since :since (the p95 with rank = 95% of the count).
+SELECT duration_ms FROM attempts
+ WHERE destination = :destination AND started_at >= :since
+ ORDER BY duration_ms LIMIT 1 OFFSET :rank;
+
+-- name: last_failure
+SELECT error, started_at, status_code FROM attempts
+ WHERE destination = :destination AND started_at >= :since AND outcome <> 'succeeded'
+ ORDER BY started_at DESC LIMIT 1;
+
+-- name: note_dead_letters
+-- At most one dead-letter notice per destination per interval: the first to update wins.
+UPDATE destinations SET dead_notice_at = :now, updated_at = :now
+ WHERE name = :name AND (dead_notice_at IS NULL OR dead_notice_at <= :before);
+
+-- name: dead_count
+SELECT COUNT(*) FROM deliveries WHERE destination = :destination AND state = 'dead';

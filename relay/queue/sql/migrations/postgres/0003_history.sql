@@ -35,6 +35,8 @@ CREATE TABLE relay_attempts (
 );
 CREATE INDEX relay_attempts_delivery ON relay_attempts (delivery_id, n);
 CREATE INDEX relay_attempts_destination ON relay_attempts (destination, started_at);
+-- Activity over time (the console's charts, pruning by age).
+CREATE INDEX relay_attempts_started ON relay_attempts (started_at);
 
 -- Lease owners are random ids with a heartbeat here: an owner is dead when its
 -- heartbeat is stale, never because a process table on some host lacks its pid.

@@ -35,6 +35,8 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id, n);
 CREATE INDEX attempts_destination ON attempts (destination, started_at);
+-- Activity over time (the console's charts, pruning by age).
+CREATE INDEX attempts_started ON attempts (started_at);
 
 -- Lease owners are random ids with a heartbeat here: an owner is dead when its
 -- heartbeat is stale, never because a process table on some host lacks its pid.
