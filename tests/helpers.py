@@ -1,10 +1,9 @@
-"""Helpers to run the real app in-process on a real SQLite file."""
+"""Helpers to run the real app in-process on a real queue."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import sqlite3
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,14 +37,6 @@ async def running_app(
     app = create_app(config)
     async with AsyncTestClient(app) as client:
         yield client
-
-
-def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,9 @@ class Server:
         port: int | None = None,
         env: dict[str, str] | None = None,
         extra: tuple[str, ...] = (),
+        wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> None:
+        """``wrap`` turns the command line into another (to run it in a namespace, say)."""
         self.cwd = cwd
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -76,8 +79,9 @@ class Server:
             args += ["--config", str(config)]
         self.log_path = cwd / f"relay-{self.port}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
+        command = [sys.executable, "-m", "relay", *args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", *args],
+            wrap(command) if wrap is not None else command,
             cwd=cwd,
             env=env or clean_env(),
             stdout=self._log,

@@ -27,12 +27,18 @@ class Received:
         return json.loads(self.body)
 
 
+FILLER = b"<p>" + b"x" * 65533
+ENDLESS = 2**30  # "endless": a GiB, far more than any client should read
+
+
 @dataclass
 class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay: float = 0.0
+    #: The body, then bytes without end (no Content-Length) until the client hangs up.
+    endless: bool = False
 
 
 class Sink:
@@ -75,11 +81,17 @@ class Sink:
                     self.send_response(answer.status)
                     for k, v in answer.headers.items():
                         self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(answer.body)))
+                    if answer.endless:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
+                    else:
+                        self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
                     self.wfile.write(answer.body)
+                    for _ in range(ENDLESS // len(FILLER) if answer.endless else 0):
+                        self.wfile.write(FILLER)
                 except OSError:
-                    pass
+                    pass  # the client hung up: how an endless answer ends
 
             do_POST = do_PUT = do_GET = do_PATCH = do_DELETE = _handle
 

@@ -64,12 +64,12 @@ def mask_url(url: str, secrets: frozenset[str] = frozenset()) -> str:
     """
     if not url:
         return url
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret and secret in url and secret != url:
-            url = url.replace(secret, MASK)
-    if url in secrets:
+    if url in secrets:  # before its parts (a Slack path) are: only the host stays
         parts = urlsplit(url)
         return urlunsplit((parts.scheme, parts.hostname or "", "/" + MASK, "", ""))
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and secret in url:
+            url = url.replace(secret, MASK)
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from ..errors import SpecError
+from ..masking import url_secrets
 from ..settings import HttpDestination
 from ..templates import StructureTemplate, compile_structure
 from . import Destination, OutboundRequest, base_headers, check_url, encode_json
@@ -90,6 +91,7 @@ def compile(name: str, spec: HttpDestination, path: str) -> Http:
     secrets = {
         s for k, v in spec.headers.items() if k.lower() in secret_headers for s in header_secrets(v)
     }
+    secrets |= url_secrets(spec.url)
     signer = None
     if spec.signing_secret:
         from ..signing import signer_for

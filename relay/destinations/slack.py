@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import slack_format
+from ..masking import webhook_secrets
 from ..settings import SlackDestination
 from ..templates import (
     StructureTemplate,
@@ -78,7 +79,7 @@ def compile(name: str, spec: SlackDestination, path: str) -> Slack:
         spec=spec,
         enabled=enabled,
         disabled_reason=reason,
-        secrets=frozenset({spec.url}) if spec.url else frozenset(),
+        secrets=webhook_secrets(spec.url),
         text=text,
         blocks=blocks,
     )
