@@ -200,7 +200,7 @@ async def test_order_per_key_with_retries_on_two_instances(
         seen = [int(r.json()["user_id"]) for r in crm.received if r.json()["hwid"] == key]
         assert seen == sorted(seen), f"{key} out of order: {seen}"
         assert set(seen) == set(range(10))
-        assert len(seen) > 10  # retries happened within the key
+    assert len(crm.received) > len(keys) * 10  # retries happened (every third request failed)
 
 
 def answered(sink: Sink) -> list[Received]:

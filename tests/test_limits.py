@@ -49,7 +49,7 @@ async def test_slack_defaults_to_one_per_second(
     async with running_app(text) as client:
         for i in range(5):
             await client.post("/webhooks/pushwoosh", json=dict(bounced, user_id=str(i)))
-        got = sink.wait_for(5, timeout=10)
+        got = sink.wait_for(5, timeout=30)  # a loaded machine may be slow, never faster
     times = sorted(g.at for g in got)
     assert times[-1] - times[0] >= 1.8  # burst of 3, then 1/s
 
