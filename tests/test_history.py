@@ -393,3 +393,40 @@ async def test_an_old_store_is_upgraded_and_its_events_become_searchable(
         assert [e.id for e in page.events] == ["e-legacy"]
     finally:
         await queue.close()
+
+
+async def test_a_state_filter_pages_through_plain_and_grouped_events(queue: Queue) -> None:
+    """The state filter walks deliveries, not events: its pages must still be complete,
+    newest first, without repeats, when plain and grouped events interleave."""
+    now = time.time()
+    plain, waiting = [], []
+    for i in range(9):
+        time.sleep(0.002)
+        plain.append(person(f"p{i}@example.com", "crm", name="Email Opened" if i % 2 else "X"))
+        time.sleep(0.002)
+        waiting.append(grouped(n=i))
+    await put(queue, *plain, *waiting, now=now)
+    dead = await queue.lease("crm", 100, 30, now)
+    for d in dead:
+        await bury(queue, d, now)
+    expected_dead = sorted((e.id for e in plain), reverse=True)
+    expected_pending = sorted((e.id for e in waiting), reverse=True)
+
+    async def walk(**filters: object) -> list[str]:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await queue.events(EventFilter(**filters), limit=2, before=cursor)  # type: ignore[arg-type]
+            seen += [e.id for e in page.events]
+            if page.next is None:
+                return seen
+            cursor = page.next
+
+    assert await walk(state=DeliveryState.DEAD) == expected_dead
+    assert await walk(state=DeliveryState.PENDING) == expected_pending
+    assert await walk(state=DeliveryState.DEAD, event_name="Email Opened") == [
+        e.id
+        for e in sorted(plain, key=lambda e: e.id, reverse=True)
+        if msgspec.json.decode(e.body)["event_name"] == "Email Opened"
+    ]
+    assert await walk(state=DeliveryState.DEAD, destination="slack") == []

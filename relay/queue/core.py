@@ -442,7 +442,15 @@ def _no_fields() -> dict[str, None]:
 
 # -- history --------------------------------------------------------------------------------
 def events_page(flt: EventFilter, limit: int, before: str | None) -> Op[EventPage]:
-    """Stored events, newest first, with each one's deliveries; ``before`` is the cursor."""
+    """Stored events, newest first, with each one's deliveries; ``before`` is the cursor.
+
+    A state filter without a selective field filter (an address, a user, a campaign)
+    walks the deliveries in that state instead of every event: dead letters are few
+    and may be old, and a scan of a million events for them would take a second.
+    """
+    if flt.state is not None and flt.hwid is None and flt.user_id is None:
+        if flt.campaign_id is None:
+            return (yield from _events_by_state(flt, limit, before))
     fragments: list[str] = []
     params: dict[str, Any] = {"limit": limit + 1}
     for name in ("event_name", "user_id", "campaign_id"):
@@ -469,6 +477,64 @@ def events_page(flt: EventFilter, limit: int, before: str | None) -> Op[EventPag
     rows = yield _rows("events_page", tuple(fragments), **params)
     more = len(rows) > limit
     rows = rows[:limit]
+    views = yield from _deliveries_of([r[0] for r in rows], with_attempts=False)
+    events = tuple(
+        StoredEvent(eid, float(at), bytes(body), tuple(views.get(eid, ())))
+        for eid, at, body in rows
+    )
+    return EventPage(events, rows[-1][0] if more and rows else None)
+
+
+#: How a listed state reads in storage: (stored state, failed before?, waiting in a group?).
+_STORED_STATE: dict[DeliveryState, tuple[str, bool | None, bool]] = {
+    DeliveryState.PENDING: ("pending", False, True),
+    DeliveryState.RETRYING: ("pending", True, False),
+    DeliveryState.SUCCEEDED: ("succeeded", None, False),
+    DeliveryState.DEAD: ("dead", None, False),
+}
+#: Sorts after every id (ids are lower-case hex).
+_AFTER_ALL_IDS = "~"
+
+
+def _events_by_state(flt: EventFilter, limit: int, before: str | None) -> Op[EventPage]:
+    assert flt.state is not None
+    db_state, errored, waiting = _STORED_STATE[flt.state]
+    fragments: list[str] = []
+    extra: dict[str, Any] = {}
+    if flt.event_name is not None:
+        fragments.append("where_event_name")
+        extra["event_name"] = flt.event_name
+    upper = before or _AFTER_ALL_IDS
+    if flt.until is not None:
+        upper = min(upper, id_at(flt.until))
+    since = id_at(flt.since) if flt.since is not None else ""
+    chunk = max(limit + 1, 200)
+    found: list[tuple[Any, ...]] = []
+    while len(found) <= limit:
+        params = {
+            "db_state": db_state,
+            "errored": errored,
+            "waiting": waiting,
+            "destination": flt.destination,
+            "before": upper,
+            "since": since,
+            "limit": chunk,
+        }
+        plain = [r[0] for r in (yield _rows("event_ids_by_state", **params))]
+        grouped = [r[0] for r in (yield _rows("item_event_ids_by_state", **params))]
+        # Each list is complete down to its last id when it came back full: below the
+        # higher of those two floors, ids may be missing from one of them.
+        floor = max([ids[-1] for ids in (plain, grouped) if len(ids) == chunk], default="")
+        candidates = sorted({i for i in plain + grouped if i >= floor}, reverse=True)
+        if not candidates:
+            break
+        found += (yield _rows("events_by_ids", tuple(fragments), ids=candidates, **extra))
+        if not floor:
+            break
+        upper = floor
+    found.sort(key=lambda r: r[0], reverse=True)
+    more = len(found) > limit
+    rows = found[:limit]
     views = yield from _deliveries_of([r[0] for r in rows], with_attempts=False)
     events = tuple(
         StoredEvent(eid, float(at), bytes(body), tuple(views.get(eid, ())))

@@ -539,3 +539,30 @@ SELECT id FROM relay_deliveries
    AND (%(destination)s::text IS NULL OR destination = %(destination)s::text)
    AND (%(error)s::text IS NULL OR COALESCE(last_error, '') = %(error)s::text)
  LIMIT %(limit)s;
+
+-- name: event_ids_by_state
+-- Newest events with a plain delivery in a state (the index on (state, event_id) walks
+-- them newest first): how `events list --state` finds rare states fast.
+SELECT DISTINCT d.event_id FROM relay_deliveries d
+ WHERE d.state = %(db_state)s AND d.group_key IS NULL
+   AND (%(errored)s::boolean IS NULL OR (d.last_error IS NOT NULL) = %(errored)s::boolean)
+   AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
+   AND d.event_id < %(before)s AND d.event_id >= %(since)s
+ ORDER BY d.event_id DESC LIMIT %(limit)s;
+
+-- name: item_event_ids_by_state
+-- The same for grouped events: by their group item, waiting or gone out.
+SELECT DISTINCT g.event_id FROM relay_group_items g
+  LEFT JOIN relay_deliveries d ON d.id = g.delivery_id
+ WHERE ((%(waiting)s::boolean AND g.delivery_id IS NULL)
+        OR (d.state = %(db_state)s
+            AND (%(errored)s::boolean IS NULL
+                 OR (d.last_error IS NOT NULL) = %(errored)s::boolean)))
+   AND (%(destination)s::text IS NULL OR g.destination = %(destination)s::text)
+   AND g.event_id < %(before)s AND g.event_id >= %(since)s
+ ORDER BY g.event_id DESC LIMIT %(limit)s;
+
+-- name: events_by_ids
+SELECT e.id, e.received_at, e.body FROM relay_events e
+ WHERE e.id = ANY(%(ids)s::text[]) AND {where}
+ ORDER BY e.id DESC;

@@ -515,3 +515,28 @@ SELECT id FROM deliveries
  WHERE state = 'dead' AND (:destination IS NULL OR destination = :destination)
    AND (:error IS NULL OR COALESCE(last_error, '') = :error)
  LIMIT :limit;
+
+-- name: event_ids_by_state
+-- Newest events with a plain delivery in a state (the index on (state, event_id) walks
+-- them newest first): how `events list --state` finds rare states fast.
+SELECT DISTINCT d.event_id FROM deliveries d
+ WHERE d.state = :db_state AND d.group_key IS NULL
+   AND (:errored IS NULL OR (d.last_error IS NOT NULL) = :errored)
+   AND (:destination IS NULL OR d.destination = :destination)
+   AND d.event_id < :before AND d.event_id >= :since
+ ORDER BY d.event_id DESC LIMIT :limit;
+
+-- name: item_event_ids_by_state
+-- The same for grouped events: by their group item, waiting or gone out.
+SELECT DISTINCT g.event_id FROM group_items g LEFT JOIN deliveries d ON d.id = g.delivery_id
+ WHERE ((:waiting = 1 AND g.delivery_id IS NULL)
+        OR (d.state = :db_state
+            AND (:errored IS NULL OR (d.last_error IS NOT NULL) = :errored)))
+   AND (:destination IS NULL OR g.destination = :destination)
+   AND g.event_id < :before AND g.event_id >= :since
+ ORDER BY g.event_id DESC LIMIT :limit;
+
+-- name: events_by_ids
+SELECT e.id, e.received_at, e.body FROM events e
+ WHERE e.id IN (SELECT value FROM json_each(:ids)) AND {where}
+ ORDER BY e.id DESC;
