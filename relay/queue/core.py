@@ -448,9 +448,9 @@ def events_page(flt: EventFilter, limit: int, before: str | None) -> Op[EventPag
     walks the deliveries in that state instead of every event: dead letters are few
     and may be old, and a scan of a million events for them would take a second.
     """
-    if flt.state is not None and flt.hwid is None and flt.user_id is None:
-        if flt.campaign_id is None:
-            return (yield from _events_by_state(flt, limit, before))
+    selective = flt.hwid is not None or flt.user_id is not None or flt.campaign_id is not None
+    if flt.state is not None and not selective:
+        return (yield from _events_by_state(flt, limit, before))
     fragments: list[str] = []
     params: dict[str, Any] = {"limit": limit + 1}
     for name in ("event_name", "user_id", "campaign_id"):
@@ -528,7 +528,7 @@ def _events_by_state(flt: EventFilter, limit: int, before: str | None) -> Op[Eve
         candidates = sorted({i for i in plain + grouped if i >= floor}, reverse=True)
         if not candidates:
             break
-        found += (yield _rows("events_by_ids", tuple(fragments), ids=candidates, **extra))
+        found += yield _rows("events_by_ids", tuple(fragments), ids=candidates, **extra)
         if not floor:
             break
         upper = floor
