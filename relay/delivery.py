@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,12 @@ log = get_logger("relay.delivery")
 #: Characters of a destination's answer kept in the attempt history, and in a log line.
 HISTORY_CHARS = 2048
 LOG_CHARS = 200
+#: Outcomes waiting to be written, per slot of concurrency, before leasing pauses.
+SETTLING_PER_SLOT = 4
+#: Outcomes written in one queue operation, at most.
+MAX_SETTLE = 512
+#: Seconds shutdown waits for outcomes being written, even when the grace is spent.
+SETTLE_GRACE = 5.0
 #: Log level and metric label per outcome (looked up at call time: logging is set up later).
 _LEVEL = {"succeeded": "info", "retrying": "warning", "dead": "error"}
 _STATE = {
@@ -69,6 +75,26 @@ class Attempt:
     outcome: Outcome
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """An attempt's outcome as the queue stores it, and what its log line shows."""
+
+    settlement: Settlement
+    status: int | None
+    error: str | None
+    response: str | None
+
+
+def _record_failed(delivery_id: str, destination: str, exc: BaseException) -> None:
+    """The queue failed while recording: the lease will expire and the delivery return."""
+    log.error(
+        "delivery.record_failed",
+        delivery_id=delivery_id,
+        destination=destination,
+        error=f"{type(exc).__name__}: {exc}",
+    )
+
+
 class Recorder:
     """Writes an attempt's outcome: the queue (state + history row), metrics, log line.
 
@@ -85,6 +111,38 @@ class Recorder:
         return self.config().masker
 
     async def record(self, dest: Destination, attempt: Attempt) -> None:
+        """Write one attempt's outcome now (a probe's: the circuit waits on it)."""
+        written = self._settlement(dest, attempt)
+        await self.queue.settle(written.settlement)
+        self._report(dest.name, attempt, written)
+
+    async def record_many(self, items: Sequence[tuple[Destination, Attempt]]) -> list[bool]:
+        """Write many outcomes in one queue operation; whether each was written.
+
+        If the batch fails, each is written alone, so one bad outcome fails alone.
+        """
+        written = [self._settlement(dest, attempt) for dest, attempt in items]
+        try:
+            await self.queue.settle_many([w.settlement for w in written])
+            ok = [True] * len(items)
+        except Exception:
+            if len(items) == 1:
+                raise
+            ok = [await self._settle_alone(w) for w in written]
+        for (dest, attempt), w, done in zip(items, written, ok, strict=True):
+            if done:
+                self._report(dest.name, attempt, w)
+        return ok
+
+    async def _settle_alone(self, written: _Written) -> bool:
+        try:
+            await self.queue.settle(written.settlement)
+        except Exception as exc:
+            _record_failed(written.settlement.delivery_id, written.settlement.destination, exc)
+            return False
+        return True
+
+    def _settlement(self, dest: Destination, attempt: Attempt) -> _Written:
         item, outcome = attempt.item, attempt.outcome
         mask = self.masker()
         now = time.time()
@@ -107,30 +165,21 @@ class Recorder:
             url=None if request is None else mask(mask_url(request.url, dest.secrets)),
             failed=outcome.destination_failure,
         )
-        await self.queue.settle(
-            Settlement(
-                item.id,
-                item.destination,
-                _STATE[kind],
-                outcome.at if isinstance(outcome, RetryAt) else now,
-                now,
-                history,
-                error,
-                status,
-            )
+        settlement = Settlement(
+            item.id,
+            item.destination,
+            _STATE[kind],
+            outcome.at if isinstance(outcome, RetryAt) else now,
+            now,
+            history,
+            error,
+            status,
         )
-        self._report(dest.name, item, attempt, status, error, response)
+        return _Written(settlement, status, error, response)
 
-    def _report(
-        self,
-        name: str,
-        item: Leased,
-        attempt: Attempt,
-        status: int | None,
-        error: str | None,
-        response: str | None,
-    ) -> None:
-        outcome = attempt.outcome
+    def _report(self, name: str, attempt: Attempt, written: _Written) -> None:
+        item, outcome = attempt.item, attempt.outcome
+        status, error, response = written.status, written.error, written.response
         label = _LOG_OUTCOME[outcome.kind]
         self.metrics.deliveries.labels(name, label).inc()
         self.metrics.attempts.labels(name, str(outcome.kind)).inc()
@@ -179,6 +228,68 @@ def _limiter(dest: Destination) -> AsyncLimiter | None:
     return AsyncLimiter(burst, burst / rate)
 
 
+class Settler:
+    """Writes the outcomes of sent attempts in batches, off the attempts' path.
+
+    An attempt's slot is a request in flight to its destination; once the answer is in,
+    the slot is free and the outcome joins the batch. One write is in flight at a time
+    and takes every outcome that arrived meanwhile, so the queue commits many outcomes
+    per transaction, and the event loop pays one future per batch, not per delivery.
+    Until written, a delivery stays leased: nothing sends it again.
+    """
+
+    def __init__(self, recorder: Recorder, health: Health) -> None:
+        self.recorder = recorder
+        self.health = health
+        self._pending: list[tuple[Destination, Attempt, Callable[[], None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, dest: Destination, attempt: Attempt, done: Callable[[], None]) -> None:
+        """Queue an outcome; ``done`` is called once it is written (or failed)."""
+        self._pending.append((dest, attempt, done))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_SETTLE], self._pending[MAX_SETTLE:]
+                try:
+                    await self._write_batch(batch)
+                finally:
+                    for _, _, done in batch:
+                        done()
+        finally:
+            self._task = None
+
+    async def _write_batch(
+        self, batch: list[tuple[Destination, Attempt, Callable[[], None]]]
+    ) -> None:
+        try:
+            written = await self.recorder.record_many([(d, a) for d, a, _ in batch])
+        except Exception as exc:
+            for _, attempt, _ in batch:
+                _record_failed(attempt.item.id, attempt.item.destination, exc)
+            return
+        for (dest, attempt, _), ok in zip(batch, written, strict=True):
+            if not ok:
+                continue
+            try:
+                await self.health.after_attempt(dest, attempt.outcome, False)
+            except Exception as exc:
+                log.warning("health.update_failed", destination=dest.name, error=str(exc))
+
+    async def drain(self, timeout: float) -> None:
+        """Until every queued outcome is written, at most ``timeout`` seconds."""
+        task = self._task
+        if task is None:
+            return
+        done, _ = await asyncio.wait([task], timeout=timeout)
+        if not done:  # the queue is stuck: these stay leased and are sent again later
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 class DestinationWorker:
     """One destination's lane: leases what it can start now and sends it.
 
@@ -191,6 +302,9 @@ class DestinationWorker:
         self.d = dispatcher
         self.wakeup = asyncio.Event()
         self.inflight: set[asyncio.Task[None]] = set()
+        # Attempts sent whose outcome is not written yet (see Settler).
+        self.unsettled = 0
+        self.settled = asyncio.Event()
         self.limiter: AsyncLimiter | None = None
         self._limiter_for: Destination | None = None
         self.task: asyncio.Task[None] | None = None
@@ -223,6 +337,11 @@ class DestinationWorker:
             free = dest.spec.concurrency - len(self.inflight)
             if mode is Mode.PROBE:
                 free = min(free, 1)
+            if self.unsettled >= SETTLING_PER_SLOT * dest.spec.concurrency:
+                # The queue writes outcomes slower than the destination answers: wait.
+                self.settled.clear()
+                await self.settled.wait()
+                continue
             # Lease in chunks, not one row per finished request: each lease is a write.
             if free <= 0 or (self.inflight and free < max(1, dest.spec.concurrency // 4)):
                 await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
@@ -280,24 +399,46 @@ class DestinationWorker:
             await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
 
     async def _attempt(self, dest: Destination, item: Leased) -> None:
+        """Send one delivery; its outcome is written after the slot is given back.
+
+        The slot is the destination's concurrency: a request in flight to it. Writing the
+        outcome is the queue's work (committed with others in one transaction), and
+        waiting for it would leave the destination idle for a commit per request. A
+        probe's outcome decides the circuit, so it is written before the slot frees.
+        """
         probe = item.id == self.probe
         self.inflight_ids.add(item.id)
         try:
             attempt = await self._send(dest, item)
+        except Exception as exc:  # a bug, not the destination: the lease will expire
+            self.inflight_ids.discard(item.id)
+            _record_failed(item.id, self.name, exc)
+            return
+        except BaseException:
+            self.inflight_ids.discard(item.id)
+            raise
+        if probe:
+            await self._record_probe(dest, attempt)
+            return
+        self.unsettled += 1
+        self.d.settler.add(dest, attempt, lambda: self._settled(item.id))
+
+    def _settled(self, delivery_id: str) -> None:
+        self.inflight_ids.discard(delivery_id)
+        self.unsettled -= 1
+        self.settled.set()
+
+    async def _record_probe(self, dest: Destination, attempt: Attempt) -> None:
+        item = attempt.item
+        try:
             await self.d.recorder.record(dest, attempt)
-            await self.d.health.after_attempt(dest, attempt.outcome, probe)
-        except Exception as exc:  # the queue failed while recording: the lease will expire
-            log.error(
-                "delivery.record_failed",
-                delivery_id=item.id,
-                destination=self.name,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            await self.d.health.after_attempt(dest, attempt.outcome, True)
+        except Exception as exc:
+            _record_failed(item.id, self.name, exc)
         finally:
             self.inflight_ids.discard(item.id)
-            if probe:
-                self.probe = None
-                self.wakeup.set()
+            self.probe = None
+            self.wakeup.set()
 
     async def _send(self, dest: Destination, item: Leased) -> Attempt:
         """Build and send one attempt, and classify what came of it."""
@@ -396,6 +537,7 @@ class Dispatcher:
         self.metrics = metrics
         self.recorder = Recorder(queue, metrics, config)
         self.health = Health(queue, config, metrics)
+        self.settler = Settler(self.recorder, self.health)
         self.stopping = False
         self.workers: dict[str, DestinationWorker] = {}
         self.flusher = GroupFlusher(self)
@@ -463,6 +605,7 @@ class Dispatcher:
         self.wake()
         loops = [w.task for w in self.workers.values() if w.task is not None]
         loops += [t for t in (self._flusher_task, self._health_task) if t is not None]
+        deadline = time.monotonic() + grace
         inflight = [t for w in self.workers.values() for t in w.inflight]
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=grace)
@@ -471,6 +614,9 @@ class Dispatcher:
             if pending:
                 log.warning("shutdown.grace_exceeded", cancelled=len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        # Outcomes being written: a few milliseconds each, owed even past the grace (an
+        # unwritten success would be sent again after the restart).
+        await self.settler.drain(max(SETTLE_GRACE, deadline - time.monotonic()))
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)

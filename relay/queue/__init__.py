@@ -177,6 +177,12 @@ class Queue:
         """Record an attempt; apply its outcome if the delivery is still pending and ours."""
         await self.transport.merged("settle", (settlement, self.owner))
 
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """Record many attempts in one transaction (see :meth:`settle`); not durable: a
+        settle lost on power loss means a redelivery with the same Idempotency-Key."""
+        items = [(s, self.owner) for s in settlements]
+        await self.transport.write(lambda: core.settle(items), durable=False)
+
     # -- groups -----------------------------------------------------------------------------
     async def flush_groups(
         self, destination: str, max_events: Mapping[str, int], now: float
