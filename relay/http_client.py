@@ -89,49 +89,74 @@ class Sender:
 
         Once the status line is in, the destination has answered: a body that
         breaks off or outlasts the deadline makes the answer ``truncated``, not a failure.
+        One deadline covers it all: each ``asyncio.timeout`` costs a timer and, on
+        Python 3.11, two ``getpid(2)`` calls, which show in a drain's profile.
         """
-        deadline = asyncio.get_running_loop().time() + timeout
-        with map_exceptions(timeout):
-            request = httpx.Request(
-                outbound.method,
-                self._url(outbound.url),
-                headers=outbound.headers,
-                content=outbound.body,
-                extensions={"timeout": httpx.Timeout(timeout).as_dict()},
-            )
-            async with asyncio.timeout_at(deadline):
-                response = await self.transport.handle_async_request(request)
+        answer = _AnswerReader(timeout)
         try:
-            return await _read_answer(response, deadline, timeout)
+            async with asyncio.timeout(timeout):
+                with map_exceptions(timeout):
+                    request = httpx.Request(
+                        outbound.method,
+                        self._url(outbound.url),
+                        headers=outbound.headers,
+                        content=outbound.body,
+                        extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+                    )
+                    answer.response = await self.transport.handle_async_request(request)
+                await answer.read()
+        except TimeoutError as exc:
+            if answer.response is None:
+                raise SendTimeout(TimeoutPhase.OVERALL, timeout) from exc
+            answer.interrupt(exc)  # the status stands; the body is what came in time
         finally:
-            await _close(response)
+            if answer.response is not None:
+                await _close(answer.response, answer.complete)
+        return answer.answer()
 
     async def aclose(self) -> None:
         await self.transport.aclose()
 
 
-async def _read_answer(response: httpx.Response, deadline: float, timeout: float) -> Answer:
-    """Status, headers and at most :data:`ANSWER_CAP` bytes of the body."""
-    body = bytearray()
-    seen = 0  # bytes of the body received, kept or not
-    truncated = False
-    interrupted = ""
-    chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-    try:
-        async with asyncio.timeout_at(deadline), contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                seen += len(chunk)
-                room = ANSWER_CAP - len(body)
-                body += chunk[:room]
-                if len(chunk) > room:
-                    truncated = True
-                    if not _worth_draining(response, seen):
-                        break  # closing the connection discards the rest unread
-    except Exception as exc:  # the body broke off or the deadline passed: the status stands
-        if not truncated:  # a failed drain loses only the connection
-            truncated, interrupted = True, failure(exc, timeout).reason
-    headers = dict(response.headers)  # lower-case names, repeated fields joined
-    return Answer(response.status_code, headers, bytes(body), truncated, interrupted)
+class _AnswerReader:
+    """Status, headers and at most :data:`ANSWER_CAP` bytes of one answer's body."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.response: httpx.Response | None = None
+        self.body = bytearray()
+        self.truncated = False
+        self.interrupted = ""
+        self.complete = False  # the body was read to its end: the connection is reusable
+
+    async def read(self) -> None:
+        assert self.response is not None
+        seen = 0  # bytes of the body received, kept or not
+        chunks = cast(AsyncGenerator[bytes, None], self.response.aiter_raw())
+        try:
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    seen += len(chunk)
+                    room = ANSWER_CAP - len(self.body)
+                    self.body += chunk[:room]
+                    if len(chunk) > room:
+                        self.truncated = True
+                        if not _worth_draining(self.response, seen):
+                            return  # closing the connection discards the rest unread
+            self.complete = True
+        except Exception as exc:  # the body broke off: the status stands
+            self.interrupt(exc)
+
+    def interrupt(self, exc: BaseException) -> None:
+        if not self.truncated:  # a failed drain loses only the connection
+            self.truncated, self.interrupted = True, failure(exc, self.timeout).reason
+
+    def answer(self) -> Answer:
+        assert self.response is not None
+        headers = dict(self.response.headers)  # lower-case names, repeated fields joined
+        return Answer(
+            self.response.status_code, headers, bytes(self.body), self.truncated, self.interrupted
+        )
 
 
 def _worth_draining(response: httpx.Response, seen: int) -> bool:
@@ -142,10 +167,13 @@ def _worth_draining(response: httpx.Response, seen: int) -> bool:
     return 0 <= int(length) - seen <= DRAIN_LIMIT
 
 
-async def _close(response: httpx.Response) -> None:
+async def _close(response: httpx.Response, complete: bool) -> None:
     """Release the connection, or close it when its body was not read to the end."""
     # The answer is in hand: a close that fails or hangs costs only the connection.
     with contextlib.suppress(Exception):
+        if complete:  # read to the end: releasing hands the connection back, no I/O
+            await response.aclose()
+            return
         async with asyncio.timeout(CLOSE_GRACE):
             await response.aclose()
 
