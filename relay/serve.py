@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from . import logs
 from .app import create_app
 from .config import RelayConfig, load_config
 from .errors import RelayError
@@ -148,8 +149,11 @@ def _run_server(
             loop.add_signal_handler(sig, stop, sig)
         await server.serve(sockets=[sock])
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run())
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run())
+    finally:
+        logs.flush()  # the last turn's lines; a forked child leaves with os._exit
     if not server.started:
         log.error("relay.start_failed", error="the application did not start; see above")
         return 1
@@ -177,6 +181,7 @@ def _supervise(workers: int, child: Callable[[], int]) -> int:
             try:
                 code = child()
             finally:
+                logs.flush()
                 os._exit(code)
         children[pid] = (slot, time.monotonic())
 
