@@ -106,6 +106,7 @@ class Recorder:
         self.queue = queue
         self.metrics = metrics
         self.config = config
+        self._metric_series: dict[tuple[str, str, AttemptOutcome], tuple[Any, Any, Any]] = {}
 
     def masker(self) -> SecretMasker:
         return self.config().masker
@@ -177,13 +178,27 @@ class Recorder:
         )
         return _Written(settlement, status, error, response)
 
+    def _series(self, name: str, label: str, kind: AttemptOutcome) -> tuple[Any, Any, Any]:
+        """The labelled metrics of one outcome, looked up once (``labels()`` takes a lock)."""
+        key = (name, label, kind)
+        series = self._metric_series.get(key)
+        if series is None:
+            m = self.metrics
+            series = self._metric_series[key] = (
+                m.deliveries.labels(name, label),
+                m.attempts.labels(name, str(kind)),
+                m.duration.labels(name),
+            )
+        return series
+
     def _report(self, name: str, attempt: Attempt, written: _Written) -> None:
         item, outcome = attempt.item, attempt.outcome
         status, error, response = written.status, written.error, written.response
         label = _LOG_OUTCOME[outcome.kind]
-        self.metrics.deliveries.labels(name, label).inc()
-        self.metrics.attempts.labels(name, str(outcome.kind)).inc()
-        self.metrics.duration.labels(name).observe(attempt.duration)
+        deliveries, attempts, duration = self._series(name, label, outcome.kind)
+        deliveries.inc()
+        attempts.inc()
+        duration.observe(attempt.duration)
         fields: dict[str, Any] = {
             "delivery_id": item.id,
             "event_id": item.event_id,
@@ -318,6 +333,7 @@ class DestinationWorker:
         return self.d.config().destinations.get(self.name)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()  # once: each lookup is a getpid(2) on 3.11
         while not self.d.stopping:
             dest = self.destination()
             if dest is None or not dest.enabled:
@@ -362,7 +378,7 @@ class DestinationWorker:
             if mode is Mode.PROBE and batch:
                 self.probe = batch[0].id
             for item in batch:
-                task = asyncio.create_task(self._attempt(dest, item))
+                task = loop.create_task(self._attempt(dest, item))
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
             if len(batch) < free:

@@ -8,6 +8,7 @@ Alertmanager's notifiers. Nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +58,12 @@ class OutboundRequest:
         }
 
 
+@functools.lru_cache(maxsize=1024)
 def mask_url(url: str, secrets: frozenset[str] = frozenset()) -> str:
     """Hide what may be secret in a URL: the password, query values, known secrets.
 
     Slack webhook URLs are secret in their path, so they are listed in ``secrets``.
+    Cached: every attempt's history row shows its URL, and most destinations have one.
     """
     if not url:
         return url
