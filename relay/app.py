@@ -171,12 +171,15 @@ def answer(
     ids = [result.event_id for result in accepted]
     duplicates = sum(1 for result in accepted if result.duplicate)
     if rt.dispatcher is not None:
-        new = zip(prepared, accepted, strict=True)
-        destinations = {
-            d.destination for p, r in new if not r.duplicate for d in p.record.deliveries
-        }
-        if destinations:
-            rt.dispatcher.wake(list(destinations))
+        new = [
+            d
+            for p, r in zip(prepared, accepted, strict=True)
+            if not r.duplicate
+            for d in p.record.deliveries
+        ]
+        if new:
+            grouped = any(d.group is not None for d in new)
+            rt.dispatcher.wake(list({d.destination for d in new}), groups=grouped)
     rt.metrics.events.labels("accepted").inc(len(ids) - duplicates)
     rt.metrics.events.labels("duplicate").inc(duplicates)
     for p, result in zip(prepared, accepted, strict=True):
@@ -274,6 +277,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         queue=rt.config.settings.queue.url.split(":", 1)[0],
         routes=len(rt.config.table.routes),
         destinations=len(rt.config.destinations),
+        delivering=rt.run_workers,
     )
     try:
         yield
@@ -293,10 +297,14 @@ def create_app(
     queue: Queue | None = None,
     *,
     run_workers: bool = True,
+    receiving: bool = True,
     config_path: str | None = None,
     listen_host: str | None = None,
 ) -> Litestar:
     """Build the app for ``config``; ``queue`` overrides the configured one (tests).
+
+    ``run_workers`` runs the delivery workers in this process, ``receiving`` serves the
+    webhook path (`relay serve --role`: a process may do either or both).
 
     With ``config_path`` the app reloads that file on SIGHUP and when it changes.
     ``listen_host`` is the address `relay serve` listens on (default: the config's);
@@ -313,7 +321,7 @@ def create_app(
     )(receive)
     app = Litestar(
         route_handlers=[
-            handler,
+            *([handler] if receiving else []),
             healthz,
             readyz,
             metrics,

@@ -605,9 +605,11 @@ class Dispatcher:
                 worker.task = asyncio.create_task(worker.run(), name=f"worker:{name}")
                 self.workers[name] = worker
 
-    def wake(self, destinations: list[str] | None = None) -> None:
-        """New work for these destinations (None: all); groups may have opened too."""
-        self.flusher.wakeup.set()
+    def wake(self, destinations: list[str] | None = None, *, groups: bool = True) -> None:
+        """New work for these destinations (None: all); ``groups``: groups may have opened
+        too (the flusher reads the queue when woken: not for every ungrouped event)."""
+        if groups:
+            self.flusher.wakeup.set()
         for name, worker in self.workers.items():
             if destinations is None or name in destinations:
                 worker.wakeup.set()
