@@ -51,8 +51,16 @@ async def _check_queue(url: str) -> None:
     await queue.close()
 
 
-def serve(config_path: str, host: str | None, port: int | None, workers: int = 1) -> int:
-    """Run the relay; with ``workers`` > 1, that many processes share the listening socket."""
+def serve(
+    config_path: str, host: str | None, port: int | None, workers: int = 1, role: str = "all"
+) -> int:
+    """Run the relay; with ``workers`` > 1, that many processes share the listening socket.
+
+    ``role`` splits the work between processes: ``receiver`` answers webhooks and
+    leaves delivery to a ``worker`` process on the same queue, which serves everything
+    but the webhook path. Receiving and delivering then each get a core of their own
+    instead of sharing one event loop; ``all`` (the default) does both.
+    """
     config = load_config(config_path)
     settings = config.settings
     configure(settings.logging.level, settings.logging.format)
@@ -84,12 +92,13 @@ def serve(config_path: str, host: str | None, port: int | None, workers: int = 1
         port=sock.getsockname()[1],
         path=settings.server.path,
         workers=workers,
+        role=role,
         max_connections=limits.max_connections,
         fd_limit=fd_limit,
     )
     if workers <= 1:
-        return _run_server(config, config_path, sock, limits)
-    return _supervise(workers, lambda: _run_server(config, config_path, sock, limits))
+        return _run_server(config, config_path, sock, limits, role)
+    return _supervise(workers, lambda: _run_server(config, config_path, sock, limits, role))
 
 
 def raise_fd_limit() -> int:
@@ -111,11 +120,22 @@ def raise_fd_limit() -> int:
 
 
 def _run_server(
-    config: RelayConfig, config_path: str, sock: socket.socket, limits: ConnectionLimits
+    config: RelayConfig,
+    config_path: str,
+    sock: socket.socket,
+    limits: ConnectionLimits,
+    role: str = "all",
 ) -> int:
-    """One server process: receiver and delivery workers on one event loop."""
+    """One server process: receiver and delivery workers on one event loop (or one of
+    them, by ``role``)."""
     log = get_logger("relay")
-    app = create_app(config, config_path=config_path, listen_host=str(sock.getsockname()[0]))
+    app = create_app(
+        config,
+        config_path=config_path,
+        listen_host=str(sock.getsockname()[0]),
+        run_workers=role != "receiver",
+        receiving=role != "worker",
+    )
     uv = uvicorn.Config(
         app,
         log_config=None,

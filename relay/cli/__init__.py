@@ -20,6 +20,9 @@ from ..logs import configure
 from . import store
 from .args import Parser, int_in, load, with_config
 
+#: What a `relay serve` process does (see relay.serve.serve).
+ROLES = ("all", "receiver", "worker")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = Parser(prog="relay", description="Pushwoosh webhook relay.")
@@ -34,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1,
         help="server processes sharing the port (default 1; one per core)",
+    )
+    serve.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all: receive and deliver (default); receiver: receive only, another process "
+        "delivers; worker: deliver only, no webhook path (health, metrics, console stay)",
     )
     with_config(sub.add_parser("check", help="validate the config"))
     route = with_config(sub.add_parser("route", help="dry run: what would FILE's event do"))
@@ -80,7 +90,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..serve import serve
 
-    return serve(args.config or default_path(), args.host, args.port, args.workers)
+    return serve(args.config or default_path(), args.host, args.port, args.workers, args.role)
 
 
 COMMANDS = {
