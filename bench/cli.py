@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         default=64,
-        help="destination concurrency and client-ceiling tasks (64)",
+        help="the wide drain row: destination concurrency and client-ceiling tasks (64)",
     )
     p.add_argument("--backlog", type=int, help="drain backlog (default 100,000)")
     p.add_argument("--drain-rounds", type=int, default=1, help="drain repetitions (1)")

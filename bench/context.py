@@ -13,7 +13,16 @@ from typing import Any, TypeVar
 
 from .loadgen import LoadGenerator, LoadResult
 from .procs import Server, free_port, python
-from .relayenv import PATH, body_bytes, copy_db, remove_db, serve_argv, write_config
+from .relayenv import (
+    PATH,
+    SHIPPED_CONCURRENCY,
+    SHIPPED_LOG_LEVEL,
+    body_bytes,
+    copy_db,
+    remove_db,
+    serve_argv,
+    write_config,
+)
 from .sink import SinkClient
 
 T = TypeVar("T")
@@ -26,7 +35,7 @@ class Settings:
     warmup: float  # seconds of load before the measured rounds (0 = none)
     rounds: int  # measured rounds; the median is reported
     connections: int  # load generator connections (ingest)
-    concurrency: int  # the relay destination's concurrency and the client ceiling's
+    concurrency: int  # the "high concurrency" drain row's destination and client ceiling
     backlog: int  # deliveries pre-filled for the drain step
     drain_rounds: int
     scale_pending: int  # pending deliveries for the scale step (0 = skip it)
@@ -170,8 +179,16 @@ class Bench:
         workers: int = 1,
         db: Path | None = None,
         ready_timeout: float = 120.0,
+        concurrency: int = SHIPPED_CONCURRENCY,
+        log_level: str = SHIPPED_LOG_LEVEL,
+        split: bool = False,
     ) -> Iterator[Server]:
-        """`relay serve` on a fresh (or the given) queue file; the file is removed after."""
+        """`relay serve` on a fresh (or the given) queue file; the file is removed after.
+
+        The destination's concurrency and the log level are the shipped defaults unless
+        the step names others. ``split``: two processes on the queue, ``--role receiver``
+        (the one yielded, load goes there) and ``--role worker`` (its companion).
+        """
         sink_port, _ = self.sink()
         db = db or self.new_db()
         port = free_port()
@@ -179,16 +196,33 @@ class Bench:
             self.workdir / f"relay-{port}.yaml",
             db=db,
             sink_port=sink_port,
-            concurrency=self.s.concurrency,
+            concurrency=concurrency,
             throttled=throttled,
+            log_level=log_level,
         )
-        server = self.start(
-            f"relay-w{workers}", serve_argv(config, port, workers), port, "/healthz", ready_timeout
-        )
+        worker: Server | None = None
+        if split:
+            wport = free_port()
+            worker = self.start(
+                "relay-worker", serve_argv(config, wport, role="worker"), wport, "/healthz"
+            )
         try:
-            yield server
+            server = self.start(
+                f"relay-w{workers}{'-receiver' if split else ''}",
+                serve_argv(config, port, workers, role="receiver" if split else "all"),
+                port,
+                "/healthz",
+                ready_timeout,
+            )
+            if worker is not None:
+                server.companions.append(worker)
+            try:
+                yield server
+            finally:
+                self.stop(server)
         finally:
-            self.stop(server)
+            if worker is not None:
+                self.stop(worker)
 
     # -- measurements --------------------------------------------------------------------
     def url(self, server: Server, path: str = PATH) -> str:
@@ -221,22 +255,26 @@ class Bench:
         workers: int = 1,
         template: Path | None = None,
         label: str = "",
+        split: bool = False,
     ) -> Ingest:
         """The relay, a fresh process on a fresh queue (or a copy of ``template``) per round,
         so that no round inherits the previous one's backlog."""
-        key = relay_key(workers, throttled, label)
+        key = relay_key(workers, throttled, label + ("-split" if split else ""))
 
         def run() -> Ingest:
             self.say(
                 f"ingest: relay, {workers} process(es), "
                 f"{'forwarding throttled' if throttled else 'forwarding on'}"
                 f"{', ' + label if label else ''}"
+                f"{', receiver and worker processes' if split else ''}"
             )
             results, rss = [], []
             for _ in range(self.s.rounds):
                 db = self.new_db(template)
                 try:
-                    with self.relay(throttled=throttled, workers=workers, db=db) as server:
+                    with self.relay(
+                        throttled=throttled, workers=workers, db=db, split=split
+                    ) as server:
                         self.warm(server)
                         result, mb = self.measure(server)
                     results.append(result)

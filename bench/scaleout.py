@@ -29,13 +29,20 @@ import yaml
 from .context import Bench
 from .loadgen import LoadResult
 from .procs import BenchError, Server, free_port
-from .relayenv import SINK_DEST, base_config, serve_argv, sink_destination
-from .report import NA, Row
+from .relayenv import (
+    SHIPPED_CONCURRENCY,
+    SINK_DEST,
+    base_config,
+    serve_argv,
+    sink_destination,
+)
+from .report import NA, Row, judge
 
 StepResult = tuple[list[Row], dict[str, Any]]
 
 INSTANCES = (1, 2, 3)
 MIN_CONNECTIONS = 4
+PG_MIN_RATIO = 0.70
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -119,7 +126,7 @@ def _one_round(b: Bench, pg: str, n: int) -> dict[str, Any]:
                 b.workdir / f"scaleout-{schema}-{port}.yaml",
                 queue_url=queue_url,
                 sink_port=sink_port,
-                concurrency=b.s.concurrency,
+                concurrency=SHIPPED_CONCURRENCY,
             )
             server = b.start(f"relay-pg{n}", serve_argv(config, port), port, "/healthz", 120.0)
             stack.callback(b.stop, server)
@@ -181,6 +188,23 @@ def _one_round(b: Bench, pg: str, n: int) -> dict[str, Any]:
 
 def _median(rounds: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in rounds))
+
+
+def _versus_sqlite(b: Bench, pg_ingest: float) -> Row:
+    """One instance on PostgreSQL against one on the SQLite file, both forwarding to the
+    sink with the shipped defaults (the SQLite figure is the ingest step's, when it ran)."""
+    sqlite = b.ingest_relay()
+    ratio = pg_ingest / sqlite.rps if sqlite.rps else None
+    return Row(
+        "postgres",
+        "ingest req/s, forwarding on, 1 instance (vs the SQLite queue)",
+        pg_ingest,
+        sqlite.rps,
+        ratio,
+        ">= 70 %",
+        judge((ratio or 0) >= PG_MIN_RATIO),
+        note=f"PostgreSQL {_where(postgres_url())} on this machine, default settings",
+    )
 
 
 def scaleout(b: Bench) -> StepResult:
@@ -250,7 +274,8 @@ def scaleout(b: Bench) -> StepResult:
             else:
                 ratio = value / base if base else None
                 rows.append(Row("scaleout", f"{label} (vs 1)", value, base, ratio, ratio_style="x"))
-    rows[-1].note = "; ".join(notes) or (
+    rows.append(_versus_sqlite(b, medians[1][0]))
+    rows[-2].note = "; ".join(notes) or (
         "every round: sink requests = events stored = succeeded deliveries (each event once)"
     )
     return rows, raw
