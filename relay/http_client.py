@@ -1,11 +1,13 @@
-"""Sending one request: httpx's types on aiohttp's transport, without the client layer.
+"""Sending one request: aiohttp's client, or httpx's transport, without a client layer.
 
-httpx's own transport spends a whole core at a few hundred requests per second
-(encode/httpx#3215), and its ``AsyncClient`` adds cookie, redirect, auth and URL
-merging work a relay never needs (a third of a drain's CPU in profiles). The
-:class:`Sender` builds an ``httpx.Request`` and hands it straight to a transport:
-`httpx-aiohttp` by default, httpx's own with ``RELAY_HTTP_TRANSPORT=httpx`` (to
-compare, or where aiohttp is unwanted).
+The default sends with an ``aiohttp.ClientSession`` directly: a drain's profile
+showed the httpx layer on top of it (building ``httpx.Request``s, converting
+headers and streams through ``httpx-aiohttp``) costing a quarter of each
+delivery's CPU, and httpx's own transport spends a whole core at a few hundred
+requests per second (encode/httpx#3215). ``RELAY_HTTP_TRANSPORT=httpx`` sends
+through httpx's transport instead (to compare, or where aiohttp is unwanted);
+neither goes through ``AsyncClient``, whose cookie, redirect, auth and URL
+merging work a relay never needs.
 
 This is the boundary where the HTTP libraries end. Of any answer at most
 :data:`ANSWER_CAP` bytes are read, by streaming, and the rest is discarded by
@@ -25,11 +27,12 @@ import errno
 import os
 import socket
 import ssl
-from collections.abc import AsyncGenerator, Iterator
-from typing import cast
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Protocol, cast
 
 import aiohttp
 import httpx
+import yarl
 from aiohttp import http_exceptions
 
 from .destinations import OutboundRequest
@@ -50,39 +53,49 @@ ANSWER_CAP = 4096
 #: Past the cap, a rest known (Content-Length) to be at most this is read and dropped, so
 #: the connection can be kept alive; anything bigger or of unknown size closes it instead.
 DRAIN_LIMIT = 64 * 1024
+#: Bytes asked of the socket at a time while reading an answer.
+CHUNK = 16 * 1024
 #: Seconds a response's close may take once the answer is in hand.
 CLOSE_GRACE = 1.0
 #: Characters of a library's own message kept in a reason, which only a person reads.
 _MESSAGE_CHARS = 120
 
 
-def make_transport() -> httpx.AsyncBaseTransport:
-    """The transport every destination worker of this process shares."""
-    if os.environ.get("RELAY_HTTP_TRANSPORT", "aiohttp") == "aiohttp":
-        try:
-            from httpx_aiohttp import AiohttpTransport
-        except ImportError:  # pragma: no cover - a dependency; keep working without it
-            pass
-        else:
-            return AiohttpTransport(limits=LIMITS)
-    return httpx.AsyncHTTPTransport(limits=LIMITS)
+class _Exchange(Protocol):
+    """One answer being read, whichever library sent the request."""
+
+    status: int
+
+    def headers(self) -> dict[str, str]:
+        """Lower-case names, repeated fields joined with ", "."""
+
+    def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives, undecoded."""
+
+    async def close(self, complete: bool) -> None:
+        """Hand the connection back (``complete``: the body was read to its end) or
+        close it, discarding the rest unread."""
+
+
+class _Opener(Protocol):
+    async def open(self, outbound: OutboundRequest, timeout: float) -> _Exchange: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Sender:
     """Sends an :class:`OutboundRequest`: an :class:`Answer`, or :class:`SendFailed` raised."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.transport = transport or make_transport()
-        self._urls: dict[str, httpx.URL] = {}
-
-    def _url(self, url: str) -> httpx.URL:
-        """Parsed once per destination URL: parsing was a tenth of a drain's CPU."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) > 1000:
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
-        return parsed
+        """``transport``: send through this httpx transport; by default aiohttp (or httpx's
+        own transport with ``RELAY_HTTP_TRANSPORT=httpx``)."""
+        self._opener: _Opener
+        if transport is not None:
+            self._opener = _HttpxOpener(transport)
+        elif os.environ.get("RELAY_HTTP_TRANSPORT", "aiohttp") == "httpx":
+            self._opener = _HttpxOpener(httpx.AsyncHTTPTransport(limits=LIMITS))
+        else:
+            self._opener = _AiohttpOpener()
 
     async def send(self, outbound: OutboundRequest, timeout: float) -> Answer:
         """One attempt, all of it (connect, send, headers, capped body) within ``timeout``.
@@ -96,26 +109,160 @@ class Sender:
         try:
             async with asyncio.timeout(timeout):
                 with map_exceptions(timeout):
-                    request = httpx.Request(
-                        outbound.method,
-                        self._url(outbound.url),
-                        headers=outbound.headers,
-                        content=outbound.body,
-                        extensions={"timeout": httpx.Timeout(timeout).as_dict()},
-                    )
-                    answer.response = await self.transport.handle_async_request(request)
+                    answer.exchange = await self._opener.open(outbound, timeout)
                 await answer.read()
         except TimeoutError as exc:
-            if answer.response is None:
+            if answer.exchange is None:
                 raise SendTimeout(TimeoutPhase.OVERALL, timeout) from exc
             answer.interrupt(exc)  # the status stands; the body is what came in time
         finally:
-            if answer.response is not None:
-                await _close(answer.response, answer.complete)
+            if answer.exchange is not None:
+                await _close(answer.exchange, answer.complete)
         return answer.answer()
 
     async def aclose(self) -> None:
+        await self._opener.aclose()
+
+
+class _AiohttpOpener:
+    """One ``aiohttp.ClientSession`` for every destination of this process, made on the
+    first request (it belongs to the running loop)."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
+
+    def _url(self, url: str) -> yarl.URL:
+        """Parsed once per destination URL, normalised as httpx does (what earlier
+        versions sent): parsing was a tenth of a drain's CPU."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 1000:
+                self._urls.clear()
+            parsed = self._urls[url] = yarl.URL(str(httpx.URL(url)))
+        return parsed
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=LIMITS.max_connections or 0,
+                keepalive_timeout=LIMITS.keepalive_expiry,
+                ssl=httpx.create_ssl_context(),  # certifi's roots, SSL_CERT_FILE honoured
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def open(self, outbound: OutboundRequest, timeout: float) -> _Exchange:
+        url = self._url(outbound.url)
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"scheme {url.scheme!r}")
+        for name, value in outbound.headers.items():
+            if not (name.isascii() and value.isascii()):
+                (name + value).encode("ascii")  # UnicodeEncodeError: "a header is not ASCII"
+        response = await self._session_now().request(
+            outbound.method,
+            url,
+            headers=outbound.headers,
+            data=outbound.body or None,
+            allow_redirects=False,
+            auto_decompress=False,
+            # Only what the destination's config says: no guessed Content-Type, and no
+            # compressed answers (the history keeps their first bytes as text).
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
+            ),
+        )
+        return _AiohttpExchange(response)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+_SKIP_AUTO_HEADERS = frozenset({"Content-Type", "Accept-Encoding"})
+
+
+class _AiohttpExchange:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+
+    def headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in self._response.headers.items():
+            key = name.lower()
+            out[key] = f"{out[key]}, {value}" if key in out else value
+        return out
+
+    def chunks(self) -> AsyncGenerator[bytes, None]:
+        return _iterate(self._response.content.iter_chunked(CHUNK))
+
+    async def close(self, complete: bool) -> None:
+        if complete:
+            self._response.release()
+        else:
+            self._response.close()
+
+
+async def _iterate(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    async for chunk in chunks:
+        yield chunk
+
+
+class _HttpxOpener:
+    """Requests handed straight to an httpx transport, without ``AsyncClient``."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self.transport = transport
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 1000:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
+    async def open(self, outbound: OutboundRequest, timeout: float) -> _Exchange:
+        request = httpx.Request(
+            outbound.method,
+            self._url(outbound.url),
+            headers=outbound.headers,
+            content=outbound.body,
+            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+        )
+        return _HttpxExchange(await self.transport.handle_async_request(request))
+
+    async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+class _HttpxExchange:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+
+    def headers(self) -> dict[str, str]:
+        return dict(self._response.headers)  # lower-case names, repeated fields joined
+
+    def chunks(self) -> AsyncGenerator[bytes, None]:
+        return cast(AsyncGenerator[bytes, None], self._response.aiter_raw())
+
+    async def close(self, complete: bool) -> None:
+        await self._response.aclose()
+
+
+async def _close(exchange: _Exchange, complete: bool) -> None:
+    """Release the connection, or close it when its body was not read to the end."""
+    # The answer is in hand: a close that fails or hangs costs only the connection.
+    with contextlib.suppress(Exception):
+        if complete:  # read to the end: releasing hands the connection back, no I/O
+            await exchange.close(True)
+            return
+        async with asyncio.timeout(CLOSE_GRACE):
+            await exchange.close(False)
 
 
 class _AnswerReader:
@@ -123,16 +270,19 @@ class _AnswerReader:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.response: httpx.Response | None = None
+        self.exchange: _Exchange | None = None
         self.body = bytearray()
         self.truncated = False
         self.interrupted = ""
         self.complete = False  # the body was read to its end: the connection is reusable
+        self.headers: dict[str, str] | None = None
 
     async def read(self) -> None:
-        assert self.response is not None
+        assert self.exchange is not None
+        self.headers = self.exchange.headers()
         seen = 0  # bytes of the body received, kept or not
-        chunks = cast(AsyncGenerator[bytes, None], self.response.aiter_raw())
+        length = _length(self.headers.get("content-length", ""))
+        chunks = self.exchange.chunks()
         try:
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
@@ -141,7 +291,7 @@ class _AnswerReader:
                     self.body += chunk[:room]
                     if len(chunk) > room:
                         self.truncated = True
-                        if not _worth_draining(self.response, seen):
+                        if length is None or not 0 <= length - seen <= DRAIN_LIMIT:
                             return  # closing the connection discards the rest unread
             self.complete = True
         except Exception as exc:  # the body broke off: the status stands
@@ -152,30 +302,21 @@ class _AnswerReader:
             self.truncated, self.interrupted = True, failure(exc, self.timeout).reason
 
     def answer(self) -> Answer:
-        assert self.response is not None
-        headers = dict(self.response.headers)  # lower-case names, repeated fields joined
+        assert self.exchange is not None
         return Answer(
-            self.response.status_code, headers, bytes(self.body), self.truncated, self.interrupted
+            self.exchange.status,
+            self.exchange.headers() if self.headers is None else self.headers,
+            bytes(self.body),
+            self.truncated,
+            self.interrupted,
         )
 
 
-def _worth_draining(response: httpx.Response, seen: int) -> bool:
-    """Whether the rest of the body is known to be small enough to read for keep-alive."""
-    length = response.headers.get("content-length", "")
-    if not (length.isascii() and length.isdigit()) or len(length) > 18:
-        return False
-    return 0 <= int(length) - seen <= DRAIN_LIMIT
-
-
-async def _close(response: httpx.Response, complete: bool) -> None:
-    """Release the connection, or close it when its body was not read to the end."""
-    # The answer is in hand: a close that fails or hangs costs only the connection.
-    with contextlib.suppress(Exception):
-        if complete:  # read to the end: releasing hands the connection back, no I/O
-            await response.aclose()
-            return
-        async with asyncio.timeout(CLOSE_GRACE):
-            await response.aclose()
+def _length(value: str) -> int | None:
+    """A Content-Length the rest of the body can be judged by, or None."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
 
 
 @contextlib.contextmanager
@@ -192,9 +333,8 @@ def map_exceptions(timeout: float) -> Iterator[None]:
 def failure(exc: BaseException, timeout: float) -> SendFailed:
     """The relay's error for a transport's exception; ``timeout`` was the attempt's budget.
 
-    httpx-aiohttp maps aiohttp's errors onto httpx types coarsely (a reset or a
-    closed connection becomes ``ConnectTimeout``; a malformed answer is not mapped
-    at all), so aiohttp's own error, kept as the cause, is read first.
+    aiohttp's own errors (anywhere in the chain of causes) are read first: they name
+    what happened more precisely than a wrapper's.
     """
     if type(exc) is TimeoutError:  # asyncio's: the overall deadline passed
         return SendTimeout(TimeoutPhase.OVERALL, timeout)

@@ -240,8 +240,12 @@ async def test_an_unknown_host_is_a_connect_failure(sender: Sender) -> None:
 
 @pytest.mark.parametrize(
     ("url", "headers"),
-    [("ftp://example.com/", {}), (None, {"X-A": "split\r\nX-Evil: 1"})],
-    ids=["scheme", "header-injection"],
+    [
+        ("ftp://example.com/", {}),
+        (None, {"X-A": "split\r\nX-Evil: 1"}),
+        (None, {"X-A": "café Evil"}),
+    ],
+    ids=["scheme", "header-injection", "non-ascii"],
 )
 async def test_an_unsendable_request_is_final(
     sender: Sender, sink: Sink, url: str | None, headers: dict[str, str]
