@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,34 @@ def test_a_receiver_and_a_worker_split_the_work(
     assert not [x for x in wk if x["event"] == "event.received"]
     assert [x["delivering"] for x in rx if x["event"] == "relay.started"] == [False]
     assert [x["delivering"] for x in wk if x["event"] == "relay.started"] == [True]
+
+
+def test_an_idle_worker_on_sqlite_hears_of_another_process_events_at_once(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
+    """No NOTIFY on SQLite: the worker notices the receiver's commits, not its next poll."""
+    with Sink() as sink:
+        cfg = tmp_path / "relay.yaml"
+        cfg.write_text(f"""
+server: {{dedupe_window: 0, shutdown_grace: 2s}}
+queue: {{url: "sqlite:///{tmp_path}/q.db", poll_interval: 60s}}
+destinations:
+  crm: {{type: http, url: "{sink.url}"}}
+routes:
+  - {{name: all, to: [crm]}}
+""")
+        worker = Server(tmp_path, cfg, extra=("--role", "worker"))
+        receiver = Server(tmp_path, cfg, extra=("--role", "receiver"))
+        try:
+            time.sleep(1.0)  # the worker has found nothing and sleeps its 60 s poll
+            started = time.monotonic()
+            for i in range(5):
+                assert receiver.post(dict(bounced, user_id=str(i))).status_code == 200
+            sink.wait_for(5, timeout=10)
+            assert time.monotonic() - started < 5  # far below the 60 s poll
+        finally:
+            assert receiver.stop() == 0
+            assert worker.stop() == 0
 
 
 def test_an_unknown_role_is_a_one_line_error(tmp_path: Path) -> None:

@@ -113,8 +113,8 @@ class Queue:
     def on_new_work(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(destination)`` when deliveries become due ("" = any destination).
 
-        PostgreSQL wakes every instance through LISTEN/NOTIFY; SQLite wakes this process
-        only (other processes on the file poll).
+        PostgreSQL wakes every instance through LISTEN/NOTIFY; on SQLite this process
+        wakes itself, and notices other processes' commits to the file within 50 ms.
         """
         self.transport.on_notify(callback)
 

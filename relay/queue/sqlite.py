@@ -46,6 +46,9 @@ DISK_CHECK_EVERY = 0.25
 #: readiness agrees with what the receiver just answered.
 FAILURE_MEMORY = 2.0
 CHECKPOINT_TRIES = 20
+#: Seconds between looks for commits of other processes on the file (see _look_for_others).
+WATCH_EVERY = 0.05
+_IDLE: Any = object()  # the writer's queue stayed empty for WATCH_EVERY
 
 
 @dataclass(slots=True)
@@ -81,6 +84,7 @@ class SqliteTransport(Transport):
         self._disk_problem: str | None = None
         self._last_failure = (0.0, "")
         self._durable = True  # the writer connection's current synchronous setting
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqliteTransport:
@@ -118,6 +122,7 @@ class SqliteTransport(Transport):
             conn = await asyncio.to_thread(connect)
         except (sqlite3.Error, OSError) as exc:
             raise QueueUnavailable(f"cannot open SQLite queue at {self.path}: {exc}") from None
+        self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
             target=self._writer, args=(conn,), name="relay-sqlite-writer", daemon=True
         )
@@ -262,22 +267,50 @@ class SqliteTransport(Transport):
     # -- the writer thread ------------------------------------------------------------------
     def _writer(self, conn: sqlite3.Connection) -> None:
         stop = False
+        others = _data_version(conn)
+        next_look = time.monotonic() + WATCH_EVERY
         while not stop:
-            first = self._jobs.get()
+            try:
+                first = self._jobs.get(timeout=WATCH_EVERY)
+            except threadqueue.Empty:
+                first = _IDLE
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    job = self._jobs.get_nowait()
-                except threadqueue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._run_batch(conn, batch)
+            if first is not _IDLE:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except threadqueue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                self._run_batch(conn, batch)
+            now = time.monotonic()
+            if now >= next_look:
+                next_look = now + WATCH_EVERY
+                others = self._look_for_others(conn, others)
         conn.close()
+
+    def _look_for_others(self, conn: sqlite3.Connection, seen: int) -> int:
+        """Wake this process's workers when another process committed to the file.
+
+        Other processes (a ``--role receiver``, a sibling of ``--workers``, `relay dlq
+        replay`) cannot wake us directly as PostgreSQL's NOTIFY does; SQLite's
+        ``data_version`` of this connection changes only on their commits, never on ours,
+        and reading it is a look at shared memory. Without it, an idle worker would notice
+        their events at its next poll (``queue.poll_interval``).
+        """
+        try:
+            version = _data_version(conn)
+        except sqlite3.Error:
+            return seen
+        if version != seen and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while we stop
+                self._loop.call_soon_threadsafe(self.notified, frozenset())
+        return version
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """Fast path: merged kinds as one operation each, no savepoints, one COMMIT.
@@ -475,3 +508,8 @@ def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_result(value)
     else:
         fut.set_exception(value)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever another connection commits to the file (never on ours)."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
