@@ -51,15 +51,35 @@ async def _check_queue(url: str) -> None:
     await queue.close()
 
 
+def process_roles(workers: int, role: str | None) -> list[str]:
+    """The role of each server process: ``role`` for all of them when given; else one
+    process does everything, and several split into receivers and workers.
+
+    Measured on two cores (README, Performance), a receiver beside a worker takes 1.6
+    times the events of one process and keeps up with more than 1.5 times the flow,
+    where two processes that each do both reach 1.3 times.
+    """
+    if role is not None:
+        return [role] * workers
+    if workers == 1:
+        return ["all"]
+    delivering = workers // 2
+    return ["worker"] * delivering + ["receiver"] * (workers - delivering)
+
+
 def serve(
-    config_path: str, host: str | None, port: int | None, workers: int = 1, role: str = "all"
+    config_path: str,
+    host: str | None,
+    port: int | None,
+    workers: int = 1,
+    role: str | None = None,
 ) -> int:
     """Run the relay; with ``workers`` > 1, that many processes share the listening socket.
 
     ``role`` splits the work between processes: ``receiver`` answers webhooks and
     leaves delivery to a ``worker`` process on the same queue, which serves everything
     but the webhook path. Receiving and delivering then each get a core of their own
-    instead of sharing one event loop; ``all`` (the default) does both.
+    instead of sharing one event loop; ``all`` does both (see :func:`process_roles`).
     """
     config = load_config(config_path)
     settings = config.settings
@@ -85,6 +105,7 @@ def serve(
             hint="raise the hard limit on open files (ulimit -Hn, LimitNOFILE=)",
         )
     asyncio.run(_check_queue(settings.queue.url))
+    roles = process_roles(workers, role)
     sock = bind(host, port)
     log.info(
         "relay.listening",
@@ -92,13 +113,23 @@ def serve(
         port=sock.getsockname()[1],
         path=settings.server.path,
         workers=workers,
-        role=role,
+        roles=",".join(roles),
         max_connections=limits.max_connections,
         fd_limit=fd_limit,
     )
     if workers <= 1:
-        return _run_server(config, config_path, sock, limits, role)
-    return _supervise(workers, lambda: _run_server(config, config_path, sock, limits, role))
+        return _run_server(config, config_path, sock, limits, roles[0])
+
+    def child(slot: int) -> int:
+        if roles[slot] == "worker" and role is None:
+            # Split from the receivers: no share of the public socket (webhooks sent to it
+            # would find no webhook path); health, metrics and console on a loopback port.
+            own = bind("127.0.0.1", 0)
+            log.info("relay.listening", host="127.0.0.1", port=own.getsockname()[1], role="worker")
+            return _run_server(config, config_path, own, limits, "worker")
+        return _run_server(config, config_path, sock, limits, roles[slot])
+
+    return _supervise(workers, child)
 
 
 def raise_fd_limit() -> int:
@@ -180,11 +211,12 @@ def _run_server(
     return 0
 
 
-def _supervise(workers: int, child: Callable[[], int]) -> int:
+def _supervise(workers: int, child: Callable[[int], int]) -> int:
     """Fork ``workers`` server processes, pass signals on, restart one that dies unasked.
 
     Forking before any event loop or thread exists keeps the children clean; each
-    child is a whole relay (receiver + delivery workers) on the shared queue.
+    child is a relay on the shared queue, in the role ``child(slot)`` gives its slot
+    (a replacement takes the same role).
     """
     log = get_logger("relay")
     children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
@@ -199,7 +231,7 @@ def _supervise(workers: int, child: Callable[[], int]) -> int:
                 signal.signal(sig, signal.SIG_DFL)
             code = 1
             try:
-                code = child()
+                code = child(slot)
             finally:
                 logs.flush()
                 os._exit(code)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from .process import Server
+from .process import Server, wait
 from .sink import Sink
 from .test_e2e import write
 
@@ -73,6 +73,45 @@ routes:
         finally:
             assert receiver.stop() == 0
             assert worker.stop() == 0
+
+
+def test_workers_split_into_receivers_and_workers_unless_told(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
+    with Sink() as sink:
+        cfg = write(tmp_path, sink.url)
+        for extra, delivering in (
+            (("--workers", "2"), [False, True]),
+            (("--workers", "3"), [False, False, True]),
+            (("--workers", "2", "--role", "all"), [True, True]),
+        ):
+            sink.received.clear()
+            server, count = Server(tmp_path, cfg, extra=extra), len(delivering)
+            try:
+                wait(lambda s=server, n=count: _started(s) == n)
+                for i in range(20):
+                    assert server.post(dict(bounced, user_id=str(i))).status_code == 200
+                sink.wait_for(20)
+                time.sleep(0.3)
+                if delivering.count(True) == 1:  # the split worker serves on a loopback port
+                    [own] = [
+                        x for x in server.lines() if x["event"] == "relay.listening" and "role" in x
+                    ]
+                    assert own["host"] == "127.0.0.1" and own["role"] == "worker"
+                    worker = f"http://127.0.0.1:{own['port']}"
+                    assert httpx.get(f"{worker}/readyz", timeout=5).is_success
+                    assert b"relay_deliveries" in httpx.get(f"{worker}/metrics", timeout=5).content
+            finally:
+                assert server.stop() == 0
+            lines = server.lines()
+            started = [x["delivering"] for x in lines if x["event"] == "relay.started"]
+            assert sorted(started) == delivering, extra
+            assert len(sink.received) == 20, extra  # each delivered once
+            assert "Traceback" not in server.output()
+
+
+def _started(server: Server) -> int:
+    return len([x for x in server.lines() if x["event"] == "relay.started"])
 
 
 def test_an_unknown_role_is_a_one_line_error(tmp_path: Path) -> None:

@@ -41,9 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--role",
         choices=ROLES,
-        default="all",
-        help="all: receive and deliver (default); receiver: receive only, another process "
-        "delivers; worker: deliver only, no webhook path (health, metrics, console stay)",
+        default=None,
+        help="all: receive and deliver; receiver: receive only, another process delivers; "
+        "worker: deliver only, no webhook path (health, metrics, console stay). Default: "
+        "all for one process; with --workers N, N//2 workers and the rest receivers",
     )
     with_config(sub.add_parser("check", help="validate the config"))
     route = with_config(sub.add_parser("route", help="dry run: what would FILE's event do"))
