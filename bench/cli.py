@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         default=64,
         help="the wide drain row: destination concurrency and client-ceiling tasks (64)",
     )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="every relay's logging level (default info, as shipped)",
+    )
     p.add_argument("--backlog", type=int, help="drain backlog (default 100,000)")
     p.add_argument("--drain-rounds", type=int, default=1, help="drain repetitions (1)")
     p.add_argument(
@@ -77,6 +83,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rounds=pick(args.rounds, 3, 1),
         connections=args.connections,
         concurrency=args.concurrency,
+        log_level=args.log_level,
         backlog=pick(args.backlog, 100_000, 2_000),
         drain_rounds=args.drain_rounds,
         scale_pending=pick(args.scale_pending, 1_000_000, 0),

@@ -16,7 +16,6 @@ from .procs import Server, free_port, python
 from .relayenv import (
     PATH,
     SHIPPED_CONCURRENCY,
-    SHIPPED_LOG_LEVEL,
     body_bytes,
     copy_db,
     remove_db,
@@ -36,6 +35,7 @@ class Settings:
     rounds: int  # measured rounds; the median is reported
     connections: int  # load generator connections (ingest)
     concurrency: int  # the "high concurrency" drain row's destination and client ceiling
+    log_level: str  # every relay's logging level (the shipped default is info)
     backlog: int  # deliveries pre-filled for the drain step
     drain_rounds: int
     scale_pending: int  # pending deliveries for the scale step (0 = skip it)
@@ -180,14 +180,13 @@ class Bench:
         db: Path | None = None,
         ready_timeout: float = 120.0,
         concurrency: int = SHIPPED_CONCURRENCY,
-        log_level: str = SHIPPED_LOG_LEVEL,
-        split: bool = False,
+        log_level: str | None = None,
+        role: str | None = None,
     ) -> Iterator[Server]:
         """`relay serve` on a fresh (or the given) queue file; the file is removed after.
 
         The destination's concurrency and the log level are the shipped defaults unless
-        the step names others. ``split``: two processes on the queue, ``--role receiver``
-        (the one yielded, load goes there) and ``--role worker`` (its companion).
+        the step names others; so is the split of ``workers`` processes into roles.
         """
         sink_port, _ = self.sink()
         db = db or self.new_db()
@@ -198,31 +197,19 @@ class Bench:
             sink_port=sink_port,
             concurrency=concurrency,
             throttled=throttled,
-            log_level=log_level,
+            log_level=log_level or self.s.log_level,
         )
-        worker: Server | None = None
-        if split:
-            wport = free_port()
-            worker = self.start(
-                "relay-worker", serve_argv(config, wport, role="worker"), wport, "/healthz"
-            )
+        server = self.start(
+            f"relay-w{workers}{'-' + role if role else ''}",
+            serve_argv(config, port, workers, role),
+            port,
+            "/healthz",
+            ready_timeout,
+        )
         try:
-            server = self.start(
-                f"relay-w{workers}{'-receiver' if split else ''}",
-                serve_argv(config, port, workers, role="receiver" if split else "all"),
-                port,
-                "/healthz",
-                ready_timeout,
-            )
-            if worker is not None:
-                server.companions.append(worker)
-            try:
-                yield server
-            finally:
-                self.stop(server)
+            yield server
         finally:
-            if worker is not None:
-                self.stop(worker)
+            self.stop(server)
 
     # -- measurements --------------------------------------------------------------------
     def url(self, server: Server, path: str = PATH) -> str:
@@ -255,25 +242,25 @@ class Bench:
         workers: int = 1,
         template: Path | None = None,
         label: str = "",
-        split: bool = False,
+        role: str | None = None,
     ) -> Ingest:
         """The relay, a fresh process on a fresh queue (or a copy of ``template``) per round,
         so that no round inherits the previous one's backlog."""
-        key = relay_key(workers, throttled, label + ("-split" if split else ""))
+        key = relay_key(workers, throttled, label + (f"-{role}" if role else ""))
 
         def run() -> Ingest:
             self.say(
                 f"ingest: relay, {workers} process(es), "
                 f"{'forwarding throttled' if throttled else 'forwarding on'}"
                 f"{', ' + label if label else ''}"
-                f"{', receiver and worker processes' if split else ''}"
+                f"{', --role ' + role if role else ''}"
             )
             results, rss = [], []
             for _ in range(self.s.rounds):
                 db = self.new_db(template)
                 try:
                     with self.relay(
-                        throttled=throttled, workers=workers, db=db, split=split
+                        throttled=throttled, workers=workers, db=db, role=role
                     ) as server:
                         self.warm(server)
                         result, mb = self.measure(server)

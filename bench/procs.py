@@ -48,7 +48,6 @@ class Server:
         self.name = name
         self.port = port
         self.log_path = logdir / f"{name}-{port}.log"
-        self.companions: list[Server] = []
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             list(argv),
@@ -108,13 +107,8 @@ class Server:
         return self.proc.returncode
 
     def rss_mb(self) -> tuple[float, float]:
-        """(RSS of the process and all its children, peak RSS of the main process), in MiB;
-        with companions (processes serving beside it), theirs are added."""
-        total, peak = rss_tree_mb(self.pid)
-        for other in self.companions:
-            more, other_peak = rss_tree_mb(other.pid)
-            total, peak = total + more, max(peak, other_peak)
-        return total, peak
+        """(RSS of the process and all its children, peak RSS of the main process), in MiB."""
+        return rss_tree_mb(self.pid)
 
 
 def rss_tree_mb(pid: int) -> tuple[float, float]:

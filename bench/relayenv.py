@@ -97,11 +97,13 @@ def write_config(
     return path
 
 
-def serve_argv(config: Path, port: int, workers: int = 1, role: str = "all") -> list[str]:
+def serve_argv(config: Path, port: int, workers: int = 1, role: str | None = None) -> list[str]:
+    """`relay serve`; without ``role``, its default (one process does everything; with
+    ``workers`` > 1, a mix of receivers and workers)."""
     argv = python("-m", "relay", "serve", "--config", str(config), "--port", str(port))
     if workers != 1:
         argv += ["--workers", str(workers)]
-    if role != "all":
+    if role is not None:
         argv += ["--role", role]
     return argv
 

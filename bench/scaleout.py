@@ -103,10 +103,12 @@ def fresh_schema(url: str) -> Iterator[str]:
         _sql(url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def write_config(path: Path, *, queue_url: str, sink_port: int, concurrency: int) -> Path:
+def write_config(
+    path: Path, *, queue_url: str, sink_port: int, concurrency: int, log_level: str
+) -> Path:
     """The bench's usual relay config (see `bench.relayenv.write_config`), on PostgreSQL."""
     doc = {
-        **base_config(queue_url),
+        **base_config(queue_url, log_level=log_level),
         "destinations": {SINK_DEST: sink_destination(sink_port, concurrency)},
         "routes": [{"name": "everything-to-sink", "to": [SINK_DEST]}],
     }
@@ -127,6 +129,7 @@ def _one_round(b: Bench, pg: str, n: int) -> dict[str, Any]:
                 queue_url=queue_url,
                 sink_port=sink_port,
                 concurrency=SHIPPED_CONCURRENCY,
+                log_level=b.s.log_level,
             )
             server = b.start(f"relay-pg{n}", serve_argv(config, port), port, "/healthz", 120.0)
             stack.callback(b.stop, server)
