@@ -12,6 +12,7 @@ from typing import Any
 
 from .context import Bench, Settings
 from .procs import BenchError
+from .relayenv import SHIPPED_CONCURRENCY
 from .report import ERROR, MISS, NA, Row, machine, table, write_json
 from .steps import NOT_QUICK, STEPS
 
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error"),
         help="every relay's logging level (default info, as shipped)",
     )
+    p.add_argument(
+        "--relay-concurrency",
+        type=int,
+        default=SHIPPED_CONCURRENCY,
+        help="the destination concurrency of every relay but the wide drain row's "
+        "(default 8, as shipped)",
+    )
     p.add_argument("--backlog", type=int, help="drain backlog (default 100,000)")
     p.add_argument("--drain-rounds", type=int, default=1, help="drain repetitions (1)")
     p.add_argument(
@@ -84,6 +92,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         connections=args.connections,
         concurrency=args.concurrency,
         log_level=args.log_level,
+        relay_concurrency=args.relay_concurrency,
         backlog=pick(args.backlog, 100_000, 2_000),
         drain_rounds=args.drain_rounds,
         scale_pending=pick(args.scale_pending, 1_000_000, 0),

@@ -15,7 +15,6 @@ from .loadgen import LoadGenerator, LoadResult
 from .procs import Server, free_port, python
 from .relayenv import (
     PATH,
-    SHIPPED_CONCURRENCY,
     body_bytes,
     copy_db,
     remove_db,
@@ -36,6 +35,7 @@ class Settings:
     connections: int  # load generator connections (ingest)
     concurrency: int  # the "high concurrency" drain row's destination and client ceiling
     log_level: str  # every relay's logging level (the shipped default is info)
+    relay_concurrency: int  # every relay's destination concurrency (shipped: 8) but one
     backlog: int  # deliveries pre-filled for the drain step
     drain_rounds: int
     scale_pending: int  # pending deliveries for the scale step (0 = skip it)
@@ -179,7 +179,7 @@ class Bench:
         workers: int = 1,
         db: Path | None = None,
         ready_timeout: float = 120.0,
-        concurrency: int = SHIPPED_CONCURRENCY,
+        concurrency: int | None = None,
         log_level: str | None = None,
         role: str | None = None,
     ) -> Iterator[Server]:
@@ -195,7 +195,7 @@ class Bench:
             self.workdir / f"relay-{port}.yaml",
             db=db,
             sink_port=sink_port,
-            concurrency=concurrency,
+            concurrency=concurrency or self.s.relay_concurrency,
             throttled=throttled,
             log_level=log_level or self.s.log_level,
         )

@@ -30,7 +30,6 @@ from .context import Bench
 from .loadgen import LoadResult
 from .procs import BenchError, Server, free_port
 from .relayenv import (
-    SHIPPED_CONCURRENCY,
     SINK_DEST,
     base_config,
     serve_argv,
@@ -128,7 +127,7 @@ def _one_round(b: Bench, pg: str, n: int) -> dict[str, Any]:
                 b.workdir / f"scaleout-{schema}-{port}.yaml",
                 queue_url=queue_url,
                 sink_port=sink_port,
-                concurrency=SHIPPED_CONCURRENCY,
+                concurrency=b.s.relay_concurrency,
                 log_level=b.s.log_level,
             )
             server = b.start(f"relay-pg{n}", serve_argv(config, port), port, "/healthz", 120.0)

@@ -12,7 +12,6 @@ from .history import history
 from .loadgen import run_count
 from .relayenv import (
     PARKED_DEST,
-    SHIPPED_CONCURRENCY,
     SINK_DEST,
     delivery_states,
     prefill,
@@ -203,9 +202,8 @@ def drain(b: Bench) -> StepResult:
     sink_alone = b.memo(
         "sink-alone", lambda: b.load.run(f"http://127.0.0.1:{sink_port}/hook", 64, b.s.duration)
     )
-    shipped, shipped_raw = _drain_at(
-        b, SHIPPED_CONCURRENCY, f"concurrency {SHIPPED_CONCURRENCY}, {b.s.log_level} logs"
-    )
+    c = b.s.relay_concurrency
+    shipped, shipped_raw = _drain_at(b, c, f"concurrency {c}, {b.s.log_level} logs")
     wide, wide_raw = _drain_at(
         b, b.s.concurrency, f"concurrency {b.s.concurrency}, {b.s.log_level} logs"
     )
@@ -246,7 +244,7 @@ def _e2e_probe(b: Bench, rate: float, workers: int = 1) -> dict[str, Any]:
         result.errors == 0
         and achieved >= 0.95 * rate
         and steady
-        and backlog <= max(2.0 * rate, SHIPPED_CONCURRENCY * 2)
+        and backlog <= max(2.0 * rate, b.s.relay_concurrency * 2)
     )
     return {
         "rate": round(rate),
