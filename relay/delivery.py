@@ -32,7 +32,7 @@ from .http_client import Sender
 from .logs import get_logger
 from .masking import SecretMasker
 from .metrics import Metrics
-from .model import AttemptOutcome, DeliveryState, Leased
+from .model import AttemptOutcome, DeliveryState, Leased, storable
 from .outcome import Answer, Dead, Outcome, RetryAt, Succeeded, classify
 from .queue import Queue
 from .queue.core import STATE_CHANGED
@@ -150,6 +150,7 @@ class Recorder:
         kind = outcome.kind
         status = outcome.status if dest.sends else None  # `log` sends nothing: no HTTP status
         error = _error(outcome)
+        error = storable(error) if error is not None else None  # a library may quote bytes
         response = None
         if attempt.answer is not None and attempt.answer.body:
             response = mask(attempt.answer.excerpt(len(attempt.answer.body)))[:HISTORY_CHARS]

@@ -176,6 +176,13 @@ def address_key(hwid: str) -> str:
     return hwid.lower()
 
 
+def storable(text: str) -> str:
+    """``text`` as any queue can store it: NUL, valid in JSON strings and in answers but
+    refused by PostgreSQL's text type, becomes U+FFFD (the event's own bytes are kept
+    whole; this is for the columns that index or quote it)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def search_fields(event: dict[str, Any]) -> dict[str, str | None]:
     """The fields `relay events list` filters on, as the queue indexes them.
 
@@ -186,7 +193,7 @@ def search_fields(event: dict[str, Any]) -> dict[str, str | None]:
         value = event.get(name)
         if value is None or isinstance(value, dict | list):
             return None
-        return str(value) if not isinstance(value, bool) else None
+        return storable(str(value)) if not isinstance(value, bool) else None
 
     hwid = text("hwid")
     return {

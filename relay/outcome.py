@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from .backoff import decide
 from .errors import RenderError, SendFailed
-from .model import AttemptOutcome
+from .model import AttemptOutcome, storable
 from .settings import Retry
 
 #: Statuses besides 5xx worth another attempt (CONTRACT section 6); every other non-2xx is final.
@@ -51,8 +51,9 @@ class Answer:
     interrupted: str = ""
 
     def excerpt(self, chars: int) -> str:
-        """The first ``chars`` characters of the body as UTF-8, undecodable bytes replaced."""
-        return self.body.decode("utf-8", "replace")[:chars]
+        """The first ``chars`` characters of the body as UTF-8, undecodable bytes (and NUL,
+        which no text column takes) replaced."""
+        return storable(self.body.decode("utf-8", "replace")[:chars])
 
 
 @dataclass(frozen=True, slots=True)

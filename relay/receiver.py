@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from .errors import BodyInvalid, EventInvalid, RenderError
-from .model import Grouping, NewDelivery, NewEvent, new_id, search_fields, validation
+from .model import Grouping, NewDelivery, NewEvent, new_id, search_fields, storable, validation
 from .routing import CompiledRoute, Plan, RouteTable
 from .slices import Steps, finish
 from .strict_json import decoding
@@ -82,7 +82,7 @@ def order_key(route: CompiledRoute, event: dict[str, Any]) -> str | None:
     if route.order_by is None:
         return None
     try:
-        return route.order_by.render({"event": event})[:MAX_ORDER_KEY]
+        return storable(route.order_by.render({"event": event})[:MAX_ORDER_KEY])
     except RenderError:
         return None
 
