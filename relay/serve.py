@@ -55,9 +55,8 @@ def process_roles(workers: int, role: str | None) -> list[str]:
     """The role of each server process: ``role`` for all of them when given; else one
     process does everything, and several split into receivers and workers.
 
-    Measured on two cores (README, Performance), a receiver beside a worker takes 1.6
-    times the events of one process and keeps up with more than 1.5 times the flow,
-    where two processes that each do both reach 1.3 times.
+    Measured on two cores (README, Performance), a receiver beside a worker keeps up
+    with about 1.5 times the flow of one process (end to end, backlog flat).
     """
     if role is not None:
         return [role] * workers
