@@ -316,6 +316,31 @@ async def test_depth_counts_pending_and_dead_and_oldest_age(queue: Queue) -> Non
     assert depth.oldest_pending_age == {"crm": pytest.approx(10.0)}
 
 
+async def test_depth_counts_retrying_within_pending_and_leased_ones_as_oldest(
+    queue: Queue,
+) -> None:
+    """Depth comes from indexes of open deliveries: a lease in flight is still pending
+    (and the oldest), a failed attempt makes a delivery retrying until it settles."""
+    now = time.time()
+    await put(queue, event("crm"), now=now - 60)
+    await put(queue, event("crm"), now=now - 40)
+    await put(queue, event("crm"), now=now - 20)
+    first, second = await queue.lease("crm", 2, 300, now - 15)
+    await retry(queue, second, at=now + 30, now=now - 14)
+
+    depth = await queue.depth(now)
+    assert depth.counts == {("crm", "pending"): 3, ("crm", "retrying"): 1}
+    assert depth.oldest_pending_age == {"crm": pytest.approx(60.0)}
+
+    await succeed(queue, first, now - 1)
+    taken = {d.id: d for d in await queue.lease("crm", 2, 300, now + 31)}
+    assert second.id in taken and len(taken) == 2
+    await bury(queue, taken[second.id], now + 32)  # the third stays in flight
+    depth = await queue.depth(now + 33)
+    assert depth.counts == {("crm", "pending"): 1, ("crm", "dead"): 1}
+    assert depth.oldest_pending_age == {"crm": pytest.approx(53.0)}
+
+
 async def test_ping(queue: Queue) -> None:
     await queue.ping()
     await queue.ping()

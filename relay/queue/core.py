@@ -352,12 +352,14 @@ def depth(now: float) -> Op[Depth]:
     """Counts for metrics: ``pending`` is every unsettled delivery, ``retrying`` a part of it."""
     counts: dict[tuple[str, str], int] = {}
     oldest: dict[str, float] = {}
-    for dest, state, n, first in (yield _rows("depth")):
-        counts[(dest, state)] = counts.get((dest, state), 0) + int(n)
-        if state == "retrying":
-            counts[(dest, "pending")] = counts.get((dest, "pending"), 0) + int(n)
-        if first is not None:
-            oldest[dest] = max(oldest.get(dest, 0.0), now - float(first), 0.0)
+    for dest, state, n in (yield _rows("depth")):
+        counts[(dest, state)] = int(n)
+        if state == "pending":
+            [(first,)] = yield _rows("oldest_pending", destination=dest)
+            if first is not None:
+                oldest[dest] = max(now - float(first), 0.0)
+    for dest, n in (yield _rows("depth_retrying")):
+        counts[(dest, "retrying")] = int(n)
     groups = {dest: int(n) for dest, n in (yield _rows("open_groups"))}
     return Depth(counts, oldest, groups)
 

@@ -146,10 +146,20 @@ SELECT min(due) FROM (
      WHERE destination = %(destination)s AND flush_at IS NOT NULL) AS dues;
 
 -- name: depth
-SELECT destination,
-       CASE WHEN state = 'pending' AND last_error IS NOT NULL THEN 'retrying' ELSE state END,
-       count(*), min(CASE WHEN state = 'pending' THEN created_at END)
-  FROM relay_deliveries WHERE state IN ('pending', 'dead') GROUP BY 1, 2;
+-- Open deliveries per destination and state, from relay_deliveries_open (a partial
+-- index of pending and dead rows).
+SELECT destination, state, count(*) FROM relay_deliveries
+ WHERE state IN ('pending', 'dead') GROUP BY destination, state;
+
+-- name: oldest_pending
+-- When the oldest pending delivery of :destination was accepted.
+SELECT min(created_at) FROM relay_deliveries
+ WHERE destination = %(destination)s AND state = 'pending';
+
+-- name: depth_retrying
+-- Pending deliveries that failed at least once (a part of pending).
+SELECT destination, count(*) FROM relay_deliveries
+ WHERE state = 'pending' AND last_error IS NOT NULL GROUP BY destination;
 
 -- name: group_flush_times
 -- When each destination's earliest group is due (the flusher sleeps until then).
