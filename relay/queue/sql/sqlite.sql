@@ -135,23 +135,19 @@ SELECT MIN(due) FROM (
     SELECT MIN(flush_at) FROM groups WHERE destination = :destination AND flush_at IS NOT NULL);
 
 -- name: depth
--- Open deliveries per destination and state: one pass over deliveries_open, never the
--- table. Without statistics the planner would take deliveries_settled and read every
--- row, hence INDEXED BY.
-SELECT destination, state, COUNT(*) FROM deliveries INDEXED BY deliveries_open
- WHERE state IN ('pending', 'dead') GROUP BY destination, state;
+-- Open deliveries per destination and state, from the counts the triggers keep.
+SELECT destination, state, n FROM depth WHERE state IN ('pending', 'dead') AND n > 0;
 
 -- name: oldest_pending
 -- When the oldest pending delivery of :destination was accepted: the first entry of its
--- range in deliveries_open (SQLite uses a partial index only when the query repeats
--- its condition word for word).
-SELECT MIN(created_at) FROM deliveries INDEXED BY deliveries_open
- WHERE state IN ('pending', 'dead') AND destination = :destination AND state = 'pending';
+-- range in deliveries_pending (SQLite uses a partial index only when the query repeats
+-- its condition; INDEXED BY, because without statistics the planner may not).
+SELECT MIN(created_at) FROM deliveries INDEXED BY deliveries_pending
+ WHERE destination = :destination AND state = 'pending';
 
 -- name: depth_retrying
 -- Pending deliveries that failed at least once (a part of pending).
-SELECT destination, COUNT(*) FROM deliveries INDEXED BY deliveries_retrying
- WHERE state = 'pending' AND last_error IS NOT NULL GROUP BY destination;
+SELECT destination, n FROM depth WHERE state = 'retrying' AND n > 0;
 
 -- name: group_flush_times
 -- When each destination's earliest group is due (the flusher sleeps until then).
