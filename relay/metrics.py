@@ -64,8 +64,10 @@ class Metrics:
         self.reloads = Counter(
             "relay_config_reloads", "Config reloads by outcome.", ["outcome"], registry=r
         )
-        for outcome in ("accepted", "duplicate", "rejected"):
-            self.events.labels(outcome)
+        # The receiver's counters, looked up once (labels() takes a lock and a dict lookup).
+        self.accepted = self.events.labels("accepted")
+        self.duplicates = self.events.labels("duplicate")
+        self.rejected = self.events.labels("rejected")
 
     def set_depth(self, depth: Depth, destinations: list[str]) -> None:
         for dest in destinations:
