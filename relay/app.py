@@ -114,12 +114,12 @@ async def receive(request: Request[Any, Any, Any]) -> Response[bytes]:
     window = cfg.settings.server.dedupe_window
     admit(request, cfg, rt.max_body_bytes)
     body = await read_body(request, rt.max_body_bytes)
+    if len(body) <= SMALL_BODY:  # well within one slice: straight through
+        prepared = finish(preparation(body, cfg.table, dedupe=window > 0))
+        return finish(answer(rt, prepared, await enqueue(rt, prepared, window)))
     # Large bodies take turns: run in slices, several at once would hold all their
     # decoded events in memory together (they were one after the other before slicing).
     async with rt.large_bodies if len(body) > LARGE_BODY else contextlib.nullcontext():
-        if len(body) <= SMALL_BODY:  # well within one slice: straight through
-            prepared = finish(preparation(body, cfg.table, dedupe=window > 0))
-            return finish(answer(rt, prepared, await enqueue(rt, prepared, window)))
         prepared = await run_sliced(preparation(body, cfg.table, dedupe=window > 0))
         return await run_sliced(answer(rt, prepared, await enqueue(rt, prepared, window)))
 

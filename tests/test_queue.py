@@ -323,8 +323,8 @@ async def test_depth_counts_pending_and_dead_and_oldest_age(queue: Queue) -> Non
 async def test_depth_counts_retrying_within_pending_and_leased_ones_as_oldest(
     queue: Queue,
 ) -> None:
-    """Depth comes from indexes of open deliveries: a lease in flight is still pending
-    (and the oldest), a failed attempt makes a delivery retrying until it settles."""
+    """A lease in flight is still pending (and the oldest); a failed attempt makes a
+    delivery retrying until it settles."""
     now = time.time()
     await put(queue, event("crm"), now=now - 60)
     await put(queue, event("crm"), now=now - 40)
