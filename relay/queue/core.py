@@ -185,19 +185,33 @@ def _rows_of(
     groups: dict[tuple[str, str, str], dict[str, Any]],
 ) -> None:
     # The receiver extracted the searchable fields; the queue never parses bodies.
-    events.append({"id": ev.id, "now": now, "body": ev.body, **_no_fields(), **ev.fields})
+    row = {"id": ev.id, "now": now, "body": ev.body, **_NO_FIELDS}
+    row.update(ev.fields)
+    events.append(row)
     for d in ev.deliveries:
-        row = {
-            "id": d.id,
-            "event_id": ev.id,
-            "destination": d.destination,
-            "route": d.route,
-            "now": now,
-        }
         if d.group is None:
-            deliveries.append({**row, "group_key": None, "order_key": d.order_key})
+            deliveries.append(
+                {
+                    "id": d.id,
+                    "event_id": ev.id,
+                    "destination": d.destination,
+                    "route": d.route,
+                    "now": now,
+                    "group_key": None,
+                    "order_key": d.order_key,
+                }
+            )
             continue
-        items.append({**row, "group_key": d.group.key})
+        items.append(
+            {
+                "id": d.id,
+                "event_id": ev.id,
+                "destination": d.destination,
+                "route": d.route,
+                "now": now,
+                "group_key": d.group.key,
+            }
+        )
         groups.setdefault(
             (d.destination, d.route, d.group.key),
             {
@@ -432,14 +446,14 @@ def backfill_fields(after: str, batch: int) -> Op[str | None]:
         except msgspec.DecodeError:
             event = None
         fields = search_fields(event) if isinstance(event, dict) else {}
-        updates.append({"id": event_id, **_no_fields(), **fields})
+        updates.append({"id": event_id, **_NO_FIELDS, **fields})
     if updates:
         yield _many("set_event_fields", updates)
     return rows[-1][0] if len(rows) == batch else None
 
 
-def _no_fields() -> dict[str, None]:
-    return {"event_name": None, "hwid": None, "user_id": None, "campaign_id": None}
+#: The searchable columns of an event that has none of them.
+_NO_FIELDS: dict[str, None] = dict.fromkeys(("event_name", "hwid", "user_id", "campaign_id"))
 
 
 # -- history --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from ..errors import QueueUnavailable
 from . import core
 from .catalogue import Catalogue, load
 from .core import Mode, Notify, OpFactory, Step
+from .multirow import MultiRowInsert
 from .transport import Transport
 
 T = TypeVar("T")
@@ -74,6 +75,7 @@ class SqliteTransport(Transport):
         self.path = path
         self.catalogue = catalogue or load("sqlite")
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._multirows: dict[str, MultiRowInsert | None] = {}
         self._jobs: threadqueue.SimpleQueue[_Job | None] = threadqueue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
@@ -95,7 +97,13 @@ class SqliteTransport(Transport):
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=30,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=512,  # the many-row inserts add a text per chunk size
+        )
         conn.execute("PRAGMA busy_timeout=30000")
         conn.create_function("relay_lower", 1, _lower, deterministic=True)
         if reader:
@@ -183,7 +191,12 @@ class SqliteTransport(Transport):
             if step.mode is Mode.EXECUTE:
                 return conn.execute(sql, _bind(step.params)).rowcount
             if step.mode is Mode.MANY:
-                conn.executemany(sql, [_bind(p) for p in step.params])
+                insert = self._multirow(sql)
+                if insert is None:
+                    conn.executemany(sql, [_bind(p) for p in step.params])
+                else:
+                    for text, values in insert.chunks([_bind(p) for p in step.params]):
+                        conn.execute(text, values)
                 return None
             rows: list[Any] = []
             for params in step.params:
@@ -191,6 +204,11 @@ class SqliteTransport(Transport):
             return rows
 
         return execute
+
+    def _multirow(self, sql: str) -> MultiRowInsert | None:
+        if sql not in self._multirows:
+            self._multirows[sql] = MultiRowInsert.of(sql)
+        return self._multirows[sql]
 
     def _submit(
         self,
@@ -456,6 +474,11 @@ def _statements(script: str) -> Iterator[str]:
 def _bind(params: Any) -> Any:
     """SQLite has no arrays: a list parameter is passed as JSON text, read with json_each."""
     if not isinstance(params, dict):
+        return params
+    for value in params.values():
+        if isinstance(value, list | tuple):
+            break
+    else:  # the common case (every insert): nothing to convert, nothing to copy
         return params
     return {k: _ENCODE(v).decode() if isinstance(v, list | tuple) else v for k, v in params.items()}
 
