@@ -35,6 +35,9 @@ _SPACED_KEY_END = re.compile(rb'"[ \t\r\n]+:')
 _AFTER_BACKSLASHES = re.compile(rb'(\\+)"[ \t\r\n]*:')
 _CHUNK = 256 * 1024  # bytes of the body scanned per slice
 _SEPARATOR = re.compile(r"[ \t\r\n]*,?[ \t\r\n]*")
+#: Bodies up to this size decode without pausing the GC: too few containers for a
+#: collection to matter, and pausing costs more than their whole decode.
+_GC_PAUSE_FROM = 16 * 1024
 
 
 def decoding(body: bytes) -> Steps[Any]:
@@ -42,8 +45,11 @@ def decoding(body: bytes) -> Steps[Any]:
     if not body.strip():
         raise BodyInvalid("empty body: expected a JSON event object or array")
     try:
-        with _gc_paused():
+        if len(body) <= _GC_PAUSE_FROM:
             decoded = _DECODER.decode(body)
+        else:
+            with _gc_paused():
+                decoded = _DECODER.decode(body)
     # invalid UTF-8 is not JSON either; ValidationError: 1e999, a number no parser can hold
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise _not_json(exc) from None

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar import Request
 from litestar.testing import TestClient
 
-from relay.app import create_app
+from relay.app import admit, create_app
 from relay.config import parse_config
-from relay.errors import ConfigError
+from relay.errors import ConfigError, Rejected
 from relay.netfilter import IpPolicy, parse_networks
 
 POLICY = IpPolicy(
@@ -56,3 +57,38 @@ queue: {{url: "sqlite:///{tmp_path}/q.db"}}
     with TestClient(app) as client:  # the test client's peer is "testclient", not an address
         r = client.post("/webhooks/pushwoosh", json=bounced)
         assert r.status_code == 403 and r.json() == {"error": "client address not allowed"}
+
+
+def _request(headers: list[tuple[bytes, bytes]]) -> Request[Any, Any, Any]:
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b""}
+    return Request({**scope, "headers": headers, "client": ("10.1.2.3", 40000)})  # type: ignore[arg-type]
+
+
+def test_several_x_forwarded_for_lines_are_read_as_one_list(tmp_path: Path) -> None:
+    """A client may send its own X-Forwarded-For line; the proxy then adds another.
+
+    Reading only the first line would judge the client's forgery; the lines are one
+    list (RFC 9110), walked from the right as for a single line.
+    """
+    text = f"""
+server: {{allow_ips: [203.0.113.0/24], trusted_proxies: [10.0.0.0/8]}}
+queue: {{url: "sqlite:///{tmp_path}/q.db"}}
+"""
+    cfg = parse_config(text, "relay.yaml", {})
+    forged = [(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-for", b"198.51.100.1")]
+    with pytest.raises(Rejected) as err:
+        admit(_request(forged), cfg, 1024)
+    assert err.value.status == 403
+    admit(
+        _request([(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-for", b"203.0.113.7")]),
+        cfg,
+        1024,
+    )
+
+
+def test_declared_length_over_the_limit_is_refused_before_the_body(tmp_path: Path) -> None:
+    cfg = parse_config(f'queue: {{url: "sqlite:///{tmp_path}/q.db"}}\n', "relay.yaml", {})
+    with pytest.raises(Rejected) as err:
+        admit(_request([(b"content-length", b"1025")]), cfg, 1024)
+    assert err.value.status == 413
+    admit(_request([(b"content-length", b"1024")]), cfg, 1024)
