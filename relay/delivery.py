@@ -35,7 +35,7 @@ from .metrics import Metrics
 from .model import AttemptOutcome, DeliveryState, Leased, storable
 from .outcome import Answer, Dead, Outcome, RetryAt, Succeeded, classify
 from .queue import Queue
-from .queue.core import STATE_CHANGED
+from .queue.core import GROUPS_OPENED, STATE_CHANGED
 from .queue.records import AttemptRecord, Settlement
 
 log = get_logger("relay.delivery")
@@ -592,10 +592,20 @@ class Dispatcher:
         self.sync()
 
     def _announced(self, destination: str) -> None:
-        """New work for ``destination`` ("" = any), or its changed state ("@" + name)."""
+        """New work for ``destination`` ("" = any), or its changed state ("@" + name).
+
+        Only new grouped items ("+" + name), changed states and "any" wake the group
+        flusher too: it reads the queue when woken, which would otherwise be one more
+        read per committed batch of ungrouped events.
+        """
         if destination.startswith(STATE_CHANGED):
             self.health.changed.set()
             destination = destination.removeprefix(STATE_CHANGED)
+        elif destination.startswith(GROUPS_OPENED):
+            destination = destination.removeprefix(GROUPS_OPENED)
+        elif destination:
+            self.wake([destination], groups=False)
+            return
         self.wake([destination] if destination else None)
 
     def sync(self) -> None:

@@ -606,6 +606,17 @@ def test_relay_migrate(
     assert capsys.readouterr().out == f"migrated: {backend} schema version {latest}\n"
 
 
+async def test_new_work_names_destinations_and_marks_the_ones_with_grouped_items(
+    queue: Queue,
+) -> None:
+    """The dispatcher wakes the group flusher (a read) only for a "+" name, not per batch."""
+    seen: list[str] = []
+    queue.on_new_work(seen.append)
+    await put(queue, event("slack"), grouped(also=("slack",)), now=1000.0)
+    await _wait_for(seen, 2, 2.0)
+    assert sorted(seen) == ["+crm", "slack"]
+
+
 # -- PostgreSQL only ----------------------------------------------------------------------------
 async def _opened(url: str, callback: Callable[[str], None] | None = None) -> Queue:
     q = open_queue(url)

@@ -73,13 +73,15 @@ class Notify:
     """Tell every instance that these destinations have new due work (after commit).
 
     A name prefixed with :data:`STATE_CHANGED` announces a changed shared state
-    (paused, resumed, circuit) instead: instances read it again at once.
+    (paused, resumed, circuit) instead: instances read it again at once. One prefixed
+    with :data:`GROUPS_OPENED` is new work that includes grouped items.
     """
 
     destinations: frozenset[str]
 
 
 STATE_CHANGED = "@"
+GROUPS_OPENED = "+"
 
 
 Step = Stmt | Notify
@@ -169,9 +171,12 @@ def enqueue(requests: Sequence[EnqueueRequest]) -> Op[list[list[Accepted]]]:
     if items:
         yield _many("insert_group_item", items)
         yield _many("open_group", [groups[k] for k in sorted(groups)])
-    touched = {d["destination"] for d in deliveries} | {i["destination"] for i in items}
+    # Grouped items too: a woken worker learns when their group is due (next_due), and
+    # the group flusher reads the new flush times (only then: it costs a read).
+    touched = {d["destination"] for d in deliveries} | {
+        GROUPS_OPENED + i["destination"] for i in items
+    }
     if touched:
-        # Grouped items too: a woken worker learns when their group is due (next_due).
         yield Notify(frozenset(touched))
     return out
 
