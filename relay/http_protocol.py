@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -39,6 +40,10 @@ log = get_logger("relay.http")
 
 #: Request line plus headers, in bytes; Node.js and nginx allow 16 and 8 KiB by default.
 MAX_HEAD_BYTES = 64 * 1024
+#: Deadlines are checked this often at most, and at least every SWEEP_SHARE of the
+#: shortest timeout, which is then how late at most a deadline is enforced.
+MAX_SWEEP_EVERY = 0.5
+SWEEP_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,13 @@ class _Tally:
 class RelayHttpProtocol(HttpToolsProtocol):
     limits: ClassVar[ConnectionLimits]
     tally: ClassVar[_Tally]
+    #: The sweep that fires due deadlines, one per server (see :meth:`_sweep`).
+    sweeper: ClassVar[asyncio.TimerHandle | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        self._due = 0.0  # loop time the current deadline passes at; 0: none
+        self._late: Callable[[], None] = self._head_late
         self._request_seen = False  # a byte of the current request has arrived
         self._head_bytes = 0
         self._head_too_large = False
@@ -101,20 +109,23 @@ class RelayHttpProtocol(HttpToolsProtocol):
             self.app = _busy  # this connection's request gets a 503, then it is closed
             self.tally.add("max_connections", max_connections=self.limits.max_connections)
         self._arm(self.limits.header_timeout, self._head_late)
+        cls = type(self)
+        if cls.sweeper is None and (self.limits.header_timeout or self.limits.body_timeout):
+            cls.sweeper = self.loop.call_later(self._sweep_every(), self._sweep)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None:  # the first bytes after an answer: a new head's clock starts
+        if not self._due:  # the first bytes after an answer: a new head's clock starts
             self._arm(self.limits.header_timeout, self._head_late)
         self._request_seen = True
         super().data_received(data)
 
     # -- parser callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        if self._deadline is None:  # a pipelined request, read in the same chunk as the last
+        if not self._due:  # a pipelined request, read in the same chunk as the last
             self._arm(self.limits.header_timeout, self._head_late)
         self._request_seen = True
         super().on_message_begin()
@@ -152,18 +163,31 @@ class RelayHttpProtocol(HttpToolsProtocol):
             self._answer(400, "malformed HTTP request")
 
     # -- deadlines --------------------------------------------------------------------------
-    def _arm(self, seconds: float, late: Any) -> None:
-        self._disarm()
-        if seconds > 0:
-            self._deadline = self.loop.call_later(seconds, late)
+    # A deadline is a time on the connection, not a timer: arming and disarming happen two
+    # or three times per request, and a loop timer each time cost more than the rest of
+    # this class. One sweep per server fires the deadlines that passed, at most
+    # SWEEP_SHARE of the shortest timeout late.
+    def _arm(self, seconds: float, late: Callable[[], None]) -> None:
+        self._due = self.loop.time() + seconds if seconds > 0 else 0.0
+        self._late = late
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = 0.0
+
+    def _sweep_every(self) -> float:
+        timeouts = [t for t in (self.limits.header_timeout, self.limits.body_timeout) if t > 0]
+        return min(MAX_SWEEP_EVERY, min(timeouts) * SWEEP_SHARE)
+
+    def _sweep(self) -> None:
+        cls = type(self)
+        cls.sweeper = self.loop.call_later(self._sweep_every(), self._sweep)
+        now = self.loop.time()
+        for conn in list(self.connections):
+            if isinstance(conn, RelayHttpProtocol) and conn._due and conn._due <= now:
+                conn._due = 0.0
+                conn._late()
 
     def _head_late(self) -> None:
-        self._deadline = None
         if self.transport.is_closing():
             return
         self.tally.add("header_timeout", header_timeout=self.limits.header_timeout)
@@ -173,7 +197,6 @@ class RelayHttpProtocol(HttpToolsProtocol):
             self.transport.close()  # never said a word: nobody to answer
 
     def _body_late(self) -> None:
-        self._deadline = None
         if self.transport.is_closing():
             return
         self.tally.add("body_timeout", body_timeout=self.limits.body_timeout)
