@@ -93,7 +93,8 @@ SELECT :id, :destination, :n, :started_at, :duration_ms, :outcome, :status_code,
 SELECT d.id, d.destination, d.event_id, e.event_name, d.attempts, d.last_error,
        d.last_status, d.updated_at, d.route
   FROM deliveries d JOIN events e ON e.id = d.event_id
- WHERE d.state = 'dead' AND (:destination IS NULL OR d.destination = :destination)
+ WHERE d.state = 'dead' AND d.state <> 'pending'  -- on deliveries_settled, in order
+   AND (:destination IS NULL OR d.destination = :destination)
  ORDER BY d.updated_at LIMIT :limit;
 
 -- name: replay_dead
@@ -188,9 +189,11 @@ DELETE FROM instances WHERE seen_at < :before;
 -- name: old_deliveries
 -- Settled deliveries past their retention: succeeded after `retention`, dead after
 -- `dead_retention`.
+-- (`state <> 'pending'` repeated in each branch: how SQLite sees that the partial index
+-- deliveries_settled covers them.)
 SELECT id, event_id FROM deliveries
- WHERE (state = 'succeeded' AND updated_at < :succeeded_before)
-    OR (state = 'dead' AND updated_at < :dead_before)
+ WHERE (state = 'succeeded' AND state <> 'pending' AND updated_at < :succeeded_before)
+    OR (state = 'dead' AND state <> 'pending' AND updated_at < :dead_before)
  LIMIT :limit;
 
 -- name: delete_attempts_of
@@ -514,7 +517,8 @@ SELECT COUNT(*) FROM deliveries
 SELECT d.id, d.destination, d.event_id, e.event_name, d.attempts, d.last_error,
        d.last_status, d.updated_at, d.route
   FROM deliveries d JOIN events e ON e.id = d.event_id
- WHERE d.state = 'dead' AND (:destination IS NULL OR d.destination = :destination)
+ WHERE d.state = 'dead' AND d.state <> 'pending'  -- on deliveries_settled, in order
+   AND (:destination IS NULL OR d.destination = :destination)
    AND (:error IS NULL OR COALESCE(d.last_error, '') = :error)
  ORDER BY d.updated_at DESC LIMIT :limit;
 
