@@ -617,6 +617,25 @@ async def test_new_work_names_destinations_and_marks_the_ones_with_grouped_items
     assert sorted(seen) == ["+crm", "slack"]
 
 
+async def test_taking_back_leases_walks_only_leased_rows(tmp_path: Path) -> None:
+    """Every heartbeat runs it in the writer's transaction: a walk of all pending rows
+    there stalled every request for 0.2 s with a million pending."""
+    queue = open_queue(f"sqlite:///{tmp_path / 'q.db'}")
+    await queue.open()
+    await queue.close()
+    catalogue = load("sqlite")
+    conn = sqlite3.connect(tmp_path / "q.db")
+    try:
+        for name, params in [
+            ("release_orphans", {"now": 1.0, "alive_since": 1.0}),
+            ("release_own", {"now": 1.0, "owner": "x"}),
+        ]:
+            plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + catalogue.sql(name), params)]
+            assert any("deliveries_leased" in step for step in plan), (name, plan)
+    finally:
+        conn.close()
+
+
 # -- PostgreSQL only ----------------------------------------------------------------------------
 async def _opened(url: str, callback: Callable[[str], None] | None = None) -> Queue:
     q = open_queue(url)

@@ -168,8 +168,10 @@ DELETE FROM instances WHERE id = :id;
 
 -- name: release_orphans
 -- Leases whose owner's heartbeat went stale come back now, not when the lease runs out.
+-- On deliveries_leased (only leased rows): `+state` keeps the planner off the index of
+-- every pending row, which it would otherwise pick.
 UPDATE deliveries SET available_at = :now, lease_owner = NULL
- WHERE state = 'pending' AND lease_owner IS NOT NULL AND available_at > :now
+ WHERE +state = 'pending' AND lease_owner IS NOT NULL AND available_at > :now
    AND lease_owner NOT IN (SELECT id FROM instances WHERE seen_at >= :alive_since);
 
 -- name: release_own
