@@ -13,6 +13,7 @@ memory. Due groups become deliveries in a loop of their own (:class:`GroupFlushe
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,9 @@ HISTORY_CHARS = 2048
 LOG_CHARS = 200
 #: Outcomes waiting to be written, per slot of concurrency, before leasing pauses.
 SETTLING_PER_SLOT = 4
+#: Deliveries leased ahead of the free slots, per slot of concurrency (none when the
+#: destination is rate-limited: its sends wait for the limiter, not for the queue).
+READ_AHEAD = 1
 #: Outcomes written in one queue operation, at most.
 MAX_SETTLE = 512
 #: Seconds shutdown waits for outcomes being written, even when the grace is spent.
@@ -311,6 +315,11 @@ class DestinationWorker:
 
     While the destination is held (paused, or its circuit open) it leases nothing;
     past the cooldown it tries to become the probe and then leases one delivery.
+
+    Leases are taken ahead of the slots (:data:`READ_AHEAD`) by a lease of their own
+    beside the sends, so a slot that frees starts the next delivery at once instead of
+    waiting for a write of the queue; what was leased ahead and not sent when the
+    destination is held, disabled or the relay stops is handed back, attempt uncounted.
     """
 
     def __init__(self, name: str, dispatcher: Dispatcher) -> None:
@@ -325,65 +334,166 @@ class DestinationWorker:
         self._limiter_for: Destination | None = None
         self.task: asyncio.Task[None] | None = None
         self.probe: str | None = None  # the delivery id of our half-open probe in flight
+        # Every delivery we hold a lease on: in flight, unsettled, or leased ahead.
         self.inflight_ids: set[str] = set()
         # A lease call failed: it may still have committed. Until our stray leases are
         # handed back, they would wait for the lease to expire.
         self.stray = False
+        # Leased ahead, not started yet: (lease ends at, wall clock; the delivery).
+        self.ready: collections.deque[tuple[float, Leased]] = collections.deque()
+        self.leasing: asyncio.Task[None] | None = None
+        # The last lease came back short: the queue has nothing due before this
+        # (monotonic) unless new work is announced (``pokes`` counts announcements).
+        self.dry_until = 0.0
+        self.pokes = 0
 
     def destination(self) -> Destination | None:
         return self.d.config().destinations.get(self.name)
 
+    def poke(self) -> None:
+        """New work may be due: look at once, even if the last lease came back short."""
+        self.pokes += 1
+        self.dry_until = 0.0
+        self.wakeup.set()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()  # once: each lookup is a getpid(2) on 3.11
         while not self.d.stopping:
+            # Cleared before looking, so a wake-up that lands while we look is not lost.
+            self.wakeup.clear()
             dest = self.destination()
             if dest is None or not dest.enabled:
-                self.wakeup.clear()
+                await self.hand_back()
                 await self._sleep(self.d.poll_interval())
                 continue
             if dest is not self._limiter_for:
                 self.limiter, self._limiter_for = _limiter(dest), dest
             mode = self.d.health.mode(self.name, time.time())
             if mode is Mode.CLAIM:
+                await self.hand_back()
                 claimed = await self._claim(dest)
                 mode = Mode.PROBE if claimed else Mode.HOLD
             if mode is Mode.HOLD or (mode is Mode.PROBE and self.probe is not None):
-                self.wakeup.clear()
+                await self.hand_back()
                 await self._sleep(self._held_for())
                 continue
-            free = dest.spec.concurrency - len(self.inflight)
-            if mode is Mode.PROBE:
-                free = min(free, 1)
-            if self.unsettled >= SETTLING_PER_SLOT * dest.spec.concurrency:
+            concurrency = dest.spec.concurrency
+            if self.unsettled >= SETTLING_PER_SLOT * concurrency:
                 # The queue writes outcomes slower than the destination answers: wait.
                 self.settled.clear()
                 await self.settled.wait()
                 continue
-            # Lease in chunks, not one row per finished request: each lease is a write.
-            if free <= 0 or (self.inflight and free < max(1, dest.spec.concurrency // 4)):
-                await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
+            if mode is Mode.PROBE:
+                await self._lease_probe(loop, dest)
                 continue
-            # Cleared before looking, so a wake-up that lands while we look is not lost.
-            self.wakeup.clear()
-            now = time.time()
-            try:
-                if self.stray:
-                    await self.d.queue.release_stray(self.name, list(self.inflight_ids))
-                    self.stray = False
-                batch = await self.d.queue.lease(self.name, free, self.d.lease_seconds(dest), now)
-            except Exception as exc:
-                self.stray = True
-                log.warning("queue.lease_failed", destination=self.name, error=str(exc))
-                await self._sleep(self.d.poll_interval())
+            self._start_ready(loop, dest, concurrency - len(self.inflight))
+            self._lease_ahead(loop, dest)
+            dry = self.dry_until - time.monotonic()
+            if dry > 0 and not self.ready and self.leasing is None:
+                await self._sleep(dry)  # nothing due: until then, or new work
+            else:
+                await self.wakeup.wait()  # a slot freed, a lease came back, new work
+
+    def _start_ready(self, loop: asyncio.AbstractEventLoop, dest: Destination, free: int) -> None:
+        """Start what was leased ahead, as many as there are free slots."""
+        now = time.time()
+        while free > 0 and self.ready:
+            until, item = self.ready.popleft()
+            if now + dest.spec.timeout >= until:
+                # Its lease would run out mid-send (the queue was slow to take outcomes):
+                # it is due again for anyone, and no longer ours to send.
+                self.inflight_ids.discard(item.id)
                 continue
-            if mode is Mode.PROBE and batch:
-                self.probe = batch[0].id
+            self._start(loop, dest, item)
+            free -= 1
+
+    def _start(self, loop: asyncio.AbstractEventLoop, dest: Destination, item: Leased) -> None:
+        task = loop.create_task(self._attempt(dest, item))
+        self.inflight.add(task)
+        task.add_done_callback(self._slot_freed)
+
+    def _slot_freed(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self.wakeup.set()
+
+    def _lease_ahead(self, loop: asyncio.AbstractEventLoop, dest: Destination) -> None:
+        """Start a lease beside the sends if enough slots (and read-ahead) are empty.
+
+        Leases come in chunks, not one row per finished request: each lease is a write.
+        """
+        if self.leasing is not None or (self.dry_until and time.monotonic() < self.dry_until):
+            return
+        spec = dest.spec
+        ahead = 0 if spec.rate_limit else READ_AHEAD * spec.concurrency
+        want = spec.concurrency + ahead - len(self.inflight) - len(self.ready)
+        if want <= 0 or ((self.inflight or self.ready) and want < max(1, spec.concurrency // 4)):
+            return
+        self.dry_until = 0.0
+        self.leasing = loop.create_task(self._lease(dest, want))
+
+    async def _lease(self, dest: Destination, want: int) -> None:
+        pokes = self.pokes
+        try:
+            seconds = self.d.lease_seconds(dest)
+            until = time.time() + seconds  # the queue's own lease ends a little later
+            batch = await self._take(want, seconds)
+            if batch is None:
+                self.dry_until = time.monotonic() + self.d.poll_interval()
+                return
             for item in batch:
-                task = loop.create_task(self._attempt(dest, item))
-                self.inflight.add(task)
-                task.add_done_callback(self.inflight.discard)
-            if len(batch) < free:
-                await self._sleep(await self._idle_for())
+                self.inflight_ids.add(item.id)
+                self.ready.append((until, item))
+            if len(batch) < want:
+                idle = await self._idle_for()
+                if self.pokes == pokes:  # nothing announced meanwhile
+                    self.dry_until = time.monotonic() + idle
+        finally:
+            self.leasing = None
+            self.wakeup.set()
+
+    async def _take(self, limit: int, seconds: float) -> list[Leased] | None:
+        """One lease of up to ``limit`` deliveries; None if the queue failed."""
+        try:
+            if self.stray:
+                await self.d.queue.release_stray(self.name, list(self.inflight_ids))
+                self.stray = False
+            return await self.d.queue.lease(self.name, limit, seconds, time.time())
+        except Exception as exc:
+            self.stray = True
+            log.warning("queue.lease_failed", destination=self.name, error=str(exc))
+            return None
+
+    async def _lease_probe(self, loop: asyncio.AbstractEventLoop, dest: Destination) -> None:
+        """We are the half-open probe: one delivery, whose outcome decides the circuit."""
+        if self.inflight:  # attempts from before the circuit opened: let them end first
+            await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
+            return
+        batch = await self._take(1, self.d.lease_seconds(dest))
+        if batch is None:
+            await self._sleep(self.d.poll_interval())
+            return
+        if not batch:
+            await self._sleep(await self._idle_for())
+            return
+        self.probe = batch[0].id
+        self.inflight_ids.add(batch[0].id)
+        self._start(loop, dest, batch[0])
+
+    async def hand_back(self) -> None:
+        """Return what was leased ahead and never sent; its attempt is not counted."""
+        if self.leasing is not None:
+            await asyncio.wait([self.leasing])
+        if not self.ready:
+            return
+        ids = [item.id for _, item in self.ready]
+        self.ready.clear()
+        try:
+            await self.d.queue.release_unsent(self.name, ids)
+        except Exception as exc:  # the next lease hands them back (release_stray)
+            self.stray = True
+            log.warning("queue.release_failed", destination=self.name, error=str(exc))
+        finally:
+            self.inflight_ids.difference_update(ids)
 
     async def _claim(self, dest: Destination) -> bool:
         try:
@@ -623,7 +733,7 @@ class Dispatcher:
             self.flusher.wakeup.set()
         for name, worker in self.workers.items():
             if destinations is None or name in destinations:
-                worker.wakeup.set()
+                worker.poke()
 
     async def stop(self, grace: float) -> None:
         """Stop leasing; let attempts in flight finish for ``grace`` seconds; cancel the rest.
@@ -643,6 +753,10 @@ class Dispatcher:
             if pending:
                 log.warning("shutdown.grace_exceeded", cancelled=len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        # Leased ahead and never sent: due again now, for the next start or another instance.
+        await asyncio.gather(
+            *(w.hand_back() for w in self.workers.values()), return_exceptions=True
+        )
         # Outcomes being written: a few milliseconds each, owed even past the grace (an
         # unwritten success would be sent again after the restart).
         await self.settler.drain(max(SETTLE_GRACE, deadline - time.monotonic()))

@@ -183,6 +183,28 @@ async def test_settling_touches_only_own_pending_leases(
     assert [d.id for d in await queue.dead_letters()] == [mine.id]
 
 
+async def test_handing_back_unsent_leases_uncounts_their_attempt(
+    queue: Queue, instances: OpenInstance
+) -> None:
+    """What a worker leased ahead and never sent goes back due now, attempt uncounted;
+    only our own pending leases of that destination, only the ids named."""
+    other = await instances()
+    now = time.time()
+    await put(queue, *(event("crm") for _ in range(4)), event("slack"), now=now)
+    a, b, c = await queue.lease("crm", 3, 600, now)
+    [theirs] = await other.lease("crm", 1, 600, now)
+    [slack] = await queue.lease("slack", 1, 600, now)
+    await succeed(queue, c, now + 1)
+    named = [a.id, c.id, theirs.id, slack.id]
+    assert await queue.release_unsent("crm", named) == 1  # only `a`: ours, crm, pending
+    [back] = await queue.lease("crm", 10, 600, now + 2)
+    assert (back.id, back.attempts) == (a.id, 1)  # the first attempt, not the second
+    assert await other.lease("crm", 10, 600, now + 2) == []  # b and theirs: still held
+    assert await queue.release_stray("crm", [back.id]) == 1  # b was ours all along
+    [again] = await other.lease("crm", 10, 600, now + 3)
+    assert (again.id, again.attempts) == (b.id, 2)  # released as stray: its lease counted
+
+
 async def test_concurrent_leases_never_share_a_delivery(
     queue: Queue, instances: OpenInstance
 ) -> None:

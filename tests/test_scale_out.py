@@ -126,9 +126,12 @@ def test_sigkill_one_of_three_loses_nothing(
     assert codes == [0, 0]
     assert set(acked) <= set(got)  # every acknowledged event delivered
     duplicates = sum(n - 1 for n in got.values())
-    # Only what the killed instance had in flight (its concurrency: 8) may come twice,
-    # and then with the same Idempotency-Key.
-    assert duplicates <= 8, duplicates
+    # Only what the killed instance had sent without its outcome written may come twice,
+    # and then with the same Idempotency-Key: its requests in flight (concurrency: 8) and
+    # the answers whose outcome was still waiting for the next batch write, at most about
+    # one per slot when a send (20 ms) outlasts a commit. What it had leased ahead and not
+    # sent comes back too, but was never sent.
+    assert duplicates <= 16, duplicates
     by_user: dict[str, set[str]] = {}
     for r in sink.received:
         by_user.setdefault(json.loads(r.body)["user_id"], set()).add(r.headers["idempotency-key"])

@@ -173,6 +173,14 @@ class Queue:
             lambda: core.release_stray(self.owner, destination, keep, now), durable=False
         )
 
+    async def release_unsent(self, destination: str, ids: Sequence[str]) -> int:
+        """Hand back our leases of ``destination`` that were never sent (see
+        core.release_unsent); their attempt is not counted."""
+        now = time.time()
+        return await self.transport.write(
+            lambda: core.release_unsent(self.owner, destination, ids, now), durable=False
+        )
+
     async def settle(self, settlement: Settlement) -> None:
         """Record an attempt; apply its outcome if the delivery is still pending and ours."""
         await self.transport.merged("settle", (settlement, self.owner))

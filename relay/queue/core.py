@@ -405,6 +405,16 @@ def release_stray(owner: str, destination: str, keep: Sequence[str], now: float)
     return int(released)
 
 
+def release_unsent(owner: str, destination: str, ids: Sequence[str], now: float) -> Op[int]:
+    """Hand back leases that were never sent, and the attempts their lease counted."""
+    released = yield _execute(
+        "release_unsent", owner=owner, destination=destination, ids=list(ids), now=now
+    )
+    if released:
+        yield Notify(frozenset({destination}))
+    return int(released)
+
+
 def leave(owner: str, now: float) -> Op[None]:
     """A closing instance hands its leases back and leaves the instance list."""
     yield _execute("release_own", owner=owner, now=now)

@@ -184,6 +184,12 @@ UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL
  WHERE state = 'pending' AND lease_owner IS NOT NULL AND available_at > %(now)s
    AND lease_owner NOT IN (SELECT id FROM relay_instances WHERE seen_at >= %(alive_since)s);
 
+-- name: release_unsent
+-- Leased ahead of a free slot and never sent (the destination was held, or the relay is
+-- stopping): back to due now, and the attempt the lease counted is taken back.
+UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL, attempts = attempts - 1
+ WHERE state = 'pending' AND lease_owner = %(owner)s AND destination = %(destination)s
+   AND id = ANY(%(ids)s::text[]);
 -- name: release_own
 UPDATE relay_deliveries SET available_at = %(now)s, lease_owner = NULL
  WHERE state = 'pending' AND lease_owner = %(owner)s;

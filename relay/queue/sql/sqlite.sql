@@ -174,6 +174,12 @@ UPDATE deliveries SET available_at = :now, lease_owner = NULL
  WHERE +state = 'pending' AND lease_owner IS NOT NULL AND available_at > :now
    AND lease_owner NOT IN (SELECT id FROM instances WHERE seen_at >= :alive_since);
 
+-- name: release_unsent
+-- Leased ahead of a free slot and never sent (the destination was held, or the relay is
+-- stopping): back to due now, and the attempt the lease counted is taken back.
+UPDATE deliveries SET available_at = :now, lease_owner = NULL, attempts = attempts - 1
+ WHERE state = 'pending' AND lease_owner = :owner AND destination = :destination
+   AND id IN (SELECT value FROM json_each(:ids));
 -- name: release_own
 UPDATE deliveries SET available_at = :now, lease_owner = NULL
  WHERE state = 'pending' AND lease_owner = :owner;
