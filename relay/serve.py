@@ -179,6 +179,9 @@ def _run_server(
         http=protocol_class(limits),
         ws="none",
         server_header=False,
+        # The peer is the socket's: X-Forwarded-For is judged once, by the app, against
+        # `server.trusted_proxies` (uvicorn would believe any loopback peer's on its own).
+        proxy_headers=False,
     )
     server = uvicorn.Server(uv)
     # We own the signals: uvicorn would re-raise SIGTERM after its graceful shutdown, making

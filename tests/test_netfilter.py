@@ -14,6 +14,8 @@ from relay.config import parse_config
 from relay.errors import ConfigError, Rejected
 from relay.netfilter import IpPolicy, parse_networks
 
+from .process import Server
+
 POLICY = IpPolicy(
     parse_networks(["203.0.113.0/24", "2001:db8::/32"], "allow"),
     parse_networks(["10.0.0.0/8"], "trusted"),
@@ -92,3 +94,35 @@ def test_declared_length_over_the_limit_is_refused_before_the_body(tmp_path: Pat
         admit(_request([(b"content-length", b"1025")]), cfg, 1024)
     assert err.value.status == 413
     admit(_request([(b"content-length", b"1024")]), cfg, 1024)
+
+
+def test_the_served_relay_believes_x_forwarded_for_only_from_trusted_proxies(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
+    """Through `relay serve` itself: the server under the app must not rewrite the peer
+    from X-Forwarded-For on its own (uvicorn believes loopback peers by default), or a
+    local client could claim an allowed address whatever `trusted_proxies` says."""
+    config = tmp_path / "relay.yaml"
+    config.write_text(
+        "server: {allow_ips: [203.0.113.0/24], trusted_proxies: []}\n"
+        f'queue: {{url: "sqlite:///{tmp_path}/q.db"}}\n'
+        "destinations: {sink: {type: log}}\nroutes: [{name: all, to: [sink]}]\n"
+    )
+    server = Server(tmp_path, config)
+    try:
+        forged = {"X-Forwarded-For": "203.0.113.7"}
+        r = server.post(bounced, headers=forged)
+        assert (r.status_code, r.json()["error"]) == (403, "client address not allowed")
+    finally:
+        assert server.stop() == 0
+    trusted = tmp_path / "trusted.yaml"
+    trusted.write_text(
+        config.read_text().replace("trusted_proxies: []", "trusted_proxies: [127.0.0.1/32]")
+    )
+    server = Server(tmp_path, trusted)
+    try:
+        assert server.post(bounced, headers=forged).status_code == 200
+        r = server.post(bounced, headers={"X-Forwarded-For": "198.51.100.1"})
+        assert r.status_code == 403
+    finally:
+        assert server.stop() == 0
