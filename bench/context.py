@@ -4,6 +4,7 @@ measurements other steps reuse (bare Litestar ingest, the relay's ingest), each 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,9 +107,15 @@ class Bench:
 
     # -- processes -----------------------------------------------------------------------
     def start(
-        self, name: str, argv: list[str], port: int, ready_path: str, timeout: float = 60.0
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        ready_path: str,
+        timeout: float = 60.0,
+        env: dict[str, str] | None = None,
     ) -> Server:
-        server = Server(name, argv, port, self.workdir)
+        server = Server(name, argv, port, self.workdir, env=env)
         self._servers.append(server)
         server.wait_ready(ready_path, timeout)
         return server
@@ -137,31 +144,85 @@ class Bench:
         return self._sink.port, self.sink_client
 
     @contextmanager
-    def bare(self, workers: int = 1) -> Iterator[Server]:
+    def _served(
+        self,
+        name: str,
+        module: str,
+        args: list[str],
+        ready_path: str,
+        env: dict[str, str] | None = None,
+    ) -> Iterator[Server]:
+        """`python -m <module>` on a free loopback port, uvloop, quiet logs; stopped after."""
         port = free_port()
-        argv = python(
-            "-m",
-            "uvicorn",
-            "bench.bare_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--workers",
-            str(workers),
+        argv = python("-m", module, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop")
+        server = self.start(
+            name, [*argv, "--log-level", "warning", *args], port, ready_path, env=env
         )
-        server = self.start(f"bare-w{workers}", argv, port, "/nothing")
         try:
             yield server
         finally:
             self.stop(server)
+
+    def bare(self, workers: int = 1) -> contextlib.AbstractContextManager[Server]:
+        args = ["--http", "httptools", "--no-access-log", "--workers", str(workers)]
+        return self._served(
+            f"bare-w{workers}", "uvicorn", [*args, "bench.bare_app:app"], "/nothing"
+        )
+
+    def granian(
+        self, target: str, ready_path: str, env: dict[str, str] | None = None
+    ) -> contextlib.AbstractContextManager[Server]:
+        """``target`` (an ASGI app) under granian: one process, HTTP/1, no access log."""
+        args = ["--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1", target]
+        return self._served(f"granian-{target}", "granian", args, ready_path, env)
+
+    def _ingest_rounds(
+        self,
+        serve: Callable[[Path], contextlib.AbstractContextManager[Server]],
+        fresh: bool,
+        template: Path | None = None,
+    ) -> Ingest:
+        """The measured rounds: each on a fresh server and queue (``fresh``: no round
+        inherits the previous one's backlog), or all of them on one."""
+        results, rss = [], []
+        for _ in range(self.s.rounds if fresh else 1):
+            db = self.new_db(template)
+            try:
+                with serve(db) as server:
+                    self.warm(server)
+                    for _ in range(1 if fresh else self.s.rounds):
+                        result, mb = self.measure(server)
+                        results.append(result)
+                        rss.append(mb)
+            finally:
+                remove_db(db)
+        return Ingest.of(results, rss)
+
+    def ingest_granian(self, relay: bool) -> Ingest:
+        """Bare Litestar, or the relay's app receiving only, under granian (the servers
+        step); the relay on a fresh queue per round, as :meth:`ingest_relay`."""
+
+        def run() -> Ingest:
+            self.say(f"servers: {'relay, receiver only' if relay else 'bare Litestar'}, granian")
+            return self._ingest_rounds(lambda db: self._granian_server(relay, db), relay)
+
+        return self.memo(f"granian-{'relay' if relay else 'bare'}", run)
+
+    def _granian_server(self, relay: bool, db: Path) -> contextlib.AbstractContextManager[Server]:
+        if not relay:
+            return self.granian("bench.bare_app:app", "/nothing")
+        sink_port, _ = self.sink()
+        config = write_config(
+            self.workdir / f"relay-granian-{db.stem}.yaml",
+            db=db,
+            sink_port=sink_port,
+            concurrency=self.s.relay_concurrency,
+            throttled=True,
+            log_level=self.s.log_level,
+        )
+        return self.granian(
+            "bench.granian_app:app", "/healthz", env={"BENCH_RELAY_CONFIG": str(config)}
+        )
 
     def new_db(self, template: Path | None = None) -> Path:
         self._n += 1
@@ -255,20 +316,11 @@ class Bench:
                 f"{', ' + label if label else ''}"
                 f"{', --role ' + role if role else ''}"
             )
-            results, rss = [], []
-            for _ in range(self.s.rounds):
-                db = self.new_db(template)
-                try:
-                    with self.relay(
-                        throttled=throttled, workers=workers, db=db, role=role
-                    ) as server:
-                        self.warm(server)
-                        result, mb = self.measure(server)
-                    results.append(result)
-                    rss.append(mb)
-                finally:
-                    remove_db(db)
-            return Ingest.of(results, rss)
+            return self._ingest_rounds(
+                lambda db: self.relay(throttled=throttled, workers=workers, db=db, role=role),
+                True,
+                template,
+            )
 
         return self.memo(key, run)
 

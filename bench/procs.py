@@ -43,7 +43,13 @@ class Server:
     """One started child process, listening on ``port`` of 127.0.0.1."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], port: int, logdir: Path, cwd: Path | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        logdir: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.port = port
@@ -55,7 +61,7 @@ class Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd or REPO,
-            env=python_env(),
+            env={**python_env(), **(env or {})},
             start_new_session=True,
         )
 

@@ -36,6 +36,11 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def _times(step: str, metric: str, relay: float, ceiling: float, **kw: Any) -> Row:
+    """A row whose ratio is a factor (2 processes vs 1, one server vs another)."""
+    return Row(step, metric, relay, ceiling, _ratio(relay, ceiling), ratio_style="x", **kw)
+
+
 def _errors_note(*items: tuple[str, Ingest]) -> str:
     bad = [f"{name}: {i.errors} failed requests" for name, i in items if i.errors]
     return "; ".join(bad)
@@ -363,13 +368,11 @@ def scale(b: Bench) -> StepResult:
 # -- processes ----------------------------------------------------------------------------
 def processes(b: Bench) -> StepResult:
     bare1, bare2 = b.ingest_bare(1), b.ingest_bare(2)
-    bare_row = Row(
+    bare_row = _times(
         "processes",
         "bare Litestar req/s, 2 processes (vs 1)",
         bare2.rps,
         bare1.rps,
-        _ratio(bare2.rps, bare1.rps),
-        ratio_style="x",
         note="the machine's own scaling with the load generator on the same cores",
     )
     raw: dict[str, Any] = {"bare_1": bare1.as_dict(), "bare_2": bare2.as_dict()}
@@ -418,6 +421,54 @@ def processes(b: Bench) -> StepResult:
     return rows, raw
 
 
+# -- servers ------------------------------------------------------------------------------
+def _has_granian() -> bool:
+    try:
+        import granian  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def servers(b: Bench) -> StepResult:
+    """uvicorn (what `relay serve` runs) against granian, the same app, receiving only.
+
+    granian lacks the receiver's connection hardening (it lives in uvicorn's protocol):
+    this says what a port would gain, not a way to run the relay.
+    """
+    if not _has_granian():
+        na = "granian not installed (pip install -e '.[bench]')"
+        return [
+            Row("servers", "relay req/s under granian", "not available", result=NA, note=na)
+        ], {}
+    uv_relay, uv_bare = b.ingest_relay(throttled=True), b.ingest_bare()
+    gr_relay, gr_bare = b.ingest_granian(relay=True), b.ingest_granian(relay=False)
+    rows = [
+        _times(
+            "servers",
+            "relay req/s, receiver only: granian (vs uvicorn, `relay serve`)",
+            gr_relay.rps,
+            uv_relay.rps,
+            note=_errors_note(("relay under granian", gr_relay)),
+        ),
+        Row(
+            "servers",
+            "relay p99 ms, receiver only: granian (vs uvicorn)",
+            gr_relay.p99_ms,
+            uv_relay.p99_ms,
+        ),
+        _times("servers", "bare Litestar req/s: granian (vs uvicorn)", gr_bare.rps, uv_bare.rps),
+        Row(
+            "servers",
+            "relay receiver only under granian vs bare Litestar under granian",
+            gr_relay.rps,
+            gr_bare.rps,
+            _ratio(gr_relay.rps, gr_bare.rps),
+        ),
+    ]
+    return rows, {"granian_relay": gr_relay.as_dict(), "granian_bare": gr_bare.as_dict()}
+
+
 STEPS: dict[str, Callable[[Bench], StepResult]] = {
     "ingest": ingest,
     "drain": drain,
@@ -427,6 +478,7 @@ STEPS: dict[str, Callable[[Bench], StepResult]] = {
     "scaleout": scaleout,
     "digest": digest,
     "history": history,
+    "servers": servers,
 }
 #: Steps a --quick run skips unless --only names them (each takes ~15 s or more).
 NOT_QUICK = ("scaleout", "digest")
