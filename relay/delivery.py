@@ -472,6 +472,7 @@ class DestinationWorker:
 
     async def _lease_probe(self, loop: asyncio.AbstractEventLoop, dest: Destination) -> None:
         """We are the half-open probe: one delivery, whose outcome decides the circuit."""
+        await self.hand_back()  # the probe goes alone: nothing leased ahead of it
         if self.inflight:  # attempts from before the circuit opened: let them end first
             await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
             return
