@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import os
 import re
 from collections.abc import Mapping
@@ -387,7 +388,22 @@ def json_schema() -> dict[str, Any]:
         _json_schema.to_builtins = plain  # type: ignore[attr-defined]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "pushwoosh-relay config"
+    _dedent_descriptions(schema)
     return schema
+
+
+def _dedent_descriptions(node: Any) -> None:
+    """Docstrings as descriptions, dedented: msgspec 0.23 dedents them, 0.22 does not, and
+    the shipped schema file must not depend on which one is installed."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                node[key] = inspect.cleandoc(value)
+            else:
+                _dedent_descriptions(value)
+    elif isinstance(node, list):
+        for item in node:
+            _dedent_descriptions(item)
 
 
 __all__ = [
