@@ -428,14 +428,13 @@ class DestinationWorker:
 
         Leases come in chunks, not one row per finished request: each lease is a write.
         """
-        if self.leasing is not None or (self.dry_until and time.monotonic() < self.dry_until):
+        if self.leasing is not None or time.monotonic() < self.dry_until:
             return
         spec = dest.spec
         ahead = 0 if spec.rate_limit else READ_AHEAD * spec.concurrency
         want = spec.concurrency + ahead - len(self.inflight) - len(self.ready)
         if want <= 0 or ((self.inflight or self.ready) and want < max(1, spec.concurrency // 4)):
             return
-        self.dry_until = 0.0
         self.leasing = loop.create_task(self._lease(dest, want))
 
     async def _lease(self, dest: Destination, want: int) -> None:
