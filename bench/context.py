@@ -211,15 +211,7 @@ class Bench:
     def _granian_server(self, relay: bool, db: Path) -> contextlib.AbstractContextManager[Server]:
         if not relay:
             return self.granian("bench.bare_app:app", "/nothing")
-        sink_port, _ = self.sink()
-        config = write_config(
-            self.workdir / f"relay-granian-{db.stem}.yaml",
-            db=db,
-            sink_port=sink_port,
-            concurrency=self.s.relay_concurrency,
-            throttled=True,
-            log_level=self.s.log_level,
-        )
+        config = self.relay_config(f"relay-granian-{db.stem}", db, throttled=True)
         return self.granian(
             "bench.granian_app:app", "/healthz", env={"BENCH_RELAY_CONFIG": str(config)}
         )
@@ -249,17 +241,9 @@ class Bench:
         The destination's concurrency and the log level are the shipped defaults unless
         the step names others; so is the split of ``workers`` processes into roles.
         """
-        sink_port, _ = self.sink()
         db = db or self.new_db()
         port = free_port()
-        config = write_config(
-            self.workdir / f"relay-{port}.yaml",
-            db=db,
-            sink_port=sink_port,
-            concurrency=concurrency or self.s.relay_concurrency,
-            throttled=throttled,
-            log_level=log_level or self.s.log_level,
-        )
+        config = self.relay_config(f"relay-{port}", db, throttled, concurrency, log_level)
         server = self.start(
             f"relay-w{workers}{'-' + role if role else ''}",
             serve_argv(config, port, workers, role),
@@ -271,6 +255,25 @@ class Bench:
             yield server
         finally:
             self.stop(server)
+
+    def relay_config(
+        self,
+        name: str,
+        db: Path,
+        throttled: bool,
+        concurrency: int | None = None,
+        log_level: str | None = None,
+    ) -> Path:
+        """The relay's config file: every event to the sink, the run's defaults unless named."""
+        sink_port, _ = self.sink()
+        return write_config(
+            self.workdir / f"{name}.yaml",
+            db=db,
+            sink_port=sink_port,
+            concurrency=concurrency or self.s.relay_concurrency,
+            throttled=throttled,
+            log_level=log_level or self.s.log_level,
+        )
 
     # -- measurements --------------------------------------------------------------------
     def url(self, server: Server, path: str = PATH) -> str:
