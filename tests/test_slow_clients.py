@@ -193,6 +193,49 @@ def test_bad_request_heads_get_a_json_answer(server: Server, raw: bytes, status:
     assert isinstance(body["error"], str) and body["error"]
 
 
+# -- answers on the wire (one write per loop turn: relay/http_protocol.py _TurnWriter) ----
+def test_pipelined_requests_get_whole_answers_in_order(server: Server) -> None:
+    wait_closed(server)
+    with connect(server) as sock:
+        sock.sendall(request() + request("/no-such-page") + request("/schema/openapi.json"))
+        first, second, third = (read_response(sock) for _ in range(3))
+    assert parse(first)[0] == 200 and parse(first)[2]["status"] == "ok"
+    assert parse(second)[0] == 404
+    status, headers, document = parse(third)
+    assert status == 200 and headers["content-type"].startswith("application/")
+    assert document["openapi"].startswith("3.")
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(server: Server) -> None:
+    """The interim answer must leave at once: the client holds its body until it comes."""
+    wait_closed(server)
+    body = (Path(__file__).parents[1] / "examples" / "email-sent.json").read_bytes()
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /webhooks/pushwoosh HTTP/1.1\r\nHost: relay\r\n"
+            b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, _, answer = parse(read_response(sock))
+    assert status == 200 and answer["accepted"] == 1
+
+
+def test_an_answer_with_connection_close_arrives_whole_before_the_close(server: Server) -> None:
+    wait_closed(server)
+    with connect(server) as sock:
+        sock.sendall(request("/schema/openapi.json", close=True))
+        raw = read_until_closed(sock)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert parse_head(head)[0] == 200
+    assert len(body) == int(parse_head(head)[1]["content-length"])
+    assert json.loads(body)["openapi"].startswith("3.")
+
+
 # -- connection cap ------------------------------------------------------------------------
 def test_beyond_the_cap_a_request_gets_a_json_503(server: Server) -> None:
     wait_closed(server)
