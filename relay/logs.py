@@ -17,6 +17,7 @@ import os
 import select
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, TextIO
@@ -53,12 +54,53 @@ class Redactor:
             return [self._clean(v) for v in value]
         return value
 
+    def _flat_and_clean(self, event_dict: MutableMapping[str, Any]) -> bool:
+        """A line of plain values or lists of them (the hot path's lines), no secret in any.
+
+        One search over the strings joined, instead of a substitution per value and a
+        new dict: a line per delivery spent a third of its cost here. A match, or any
+        nested value, takes the full walk.
+        """
+        texts = []
+        for value in event_dict.values():
+            kind = type(value)
+            if kind is str:
+                texts.append(value)
+            elif kind is list or kind is tuple:  # e.g. the routes an event took
+                for item in value:
+                    if type(item) is str:
+                        texts.append(item)
+                    elif type(item) not in _SCALARS:
+                        return False
+            elif kind not in _SCALARS:
+                return False
+        return not self._masker.found("\0".join(texts))
+
     def __call__(
         self, _: Any, __: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         if not self._masker and not self.mask_hwid:
             return event_dict
+        if (not self.mask_hwid or "hwid" not in event_dict) and self._flat_and_clean(event_dict):
+            return event_dict
         return self._clean(event_dict)  # type: ignore[no-any-return]
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _timestamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """ISO 8601 in UTC with microseconds, as structlog's ``TimeStamper(fmt="iso",
+    utc=True)`` writes it, with the date and time of day formatted once a second."""
+    now = time.time()
+    second = int(now)
+    if second != _STAMP[0]:
+        _STAMP[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    event_dict["timestamp"] = f"{_STAMP[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return event_dict
+
+
+_STAMP: list[Any] = [None, ""]
 
 
 REDACTOR = Redactor()
@@ -181,7 +223,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     )
     shared: list[Any] = [
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
     ]
     structlog.configure(
         processors=[

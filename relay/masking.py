@@ -40,6 +40,10 @@ class SecretMasker:
     def __call__(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern is not None else text
 
+    def found(self, text: str) -> bool:
+        """Whether ``text`` holds a secret (one search, nothing replaced)."""
+        return self._pattern is not None and self._pattern.search(text) is not None
+
     def optional(self, text: str | None) -> str | None:
         return None if text is None else self(text)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
+import re
 import select
+import time
 from typing import Any
 
 import pytest
+import structlog
 
 from relay import logs
 from relay.logs import LineLogger
@@ -97,3 +101,69 @@ def test_flush_writes_what_a_stopped_loop_left_waiting(pipe: Any) -> None:
         loop.close()
     logs.flush()
     assert b"last words\n" in _reader(r)
+
+
+# -- what each line goes through: the redactor and the timestamp ----------------------------
+SECRET = "s3cr3t-token-value"
+
+
+@pytest.fixture
+def redactor() -> logs.Redactor:
+    r = logs.Redactor()
+    r.update([SECRET], mask_hwid=True)
+    return r
+
+
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        ({"event": "x", "error": f"bad {SECRET}!", "n": 1}, {"error": "bad ***!"}),
+        ({"event": "x", "routes": ["a", f"{SECRET}-b"], "ok": True}, {"routes": ["a", "***-b"]}),
+        (
+            {"event": "x", "request": {"url": f"http://h/?k={SECRET}"}},
+            {"request": {"url": "http://h/?k=***"}},
+        ),
+        ({"event": "x", "items": [{"note": SECRET}]}, {"items": [{"note": "***"}]}),
+        ({"event": "x", "hwid": "someone@example.com"}, {"hwid": "so***@example.com"}),
+        (
+            {"event": "x", "event_": {"hwid": "someone@example.com"}},
+            {"event_": {"hwid": "so***@example.com"}},
+        ),
+    ],
+)
+def test_secrets_and_addresses_are_masked_wherever_they_sit(
+    redactor: logs.Redactor, line: dict[str, Any], masked: dict[str, Any]
+) -> None:
+    out = redactor(None, "info", dict(line))
+    for key, value in masked.items():
+        assert out[key] == value
+    assert SECRET not in repr(out)
+
+
+def test_a_plain_line_without_secrets_passes_as_it_is(redactor: logs.Redactor) -> None:
+    line = {
+        "event": "delivery.succeeded",
+        "delivery_id": "d1",
+        "attempt": 1,
+        "ms": 0.5,
+        "status_code": None,
+        "routes": ["all"],
+    }
+    assert redactor(None, "info", line) is line  # the hot path: no copy, no substitution
+
+
+def test_a_secret_split_across_two_values_is_no_secret(redactor: logs.Redactor) -> None:
+    half = len(SECRET) // 2
+    line = {"event": "x", "a": SECRET[:half], "b": SECRET[half:]}
+    assert redactor(None, "info", dict(line)) == line
+
+
+def test_timestamps_are_iso_utc_with_microseconds_as_structlog_writes_them() -> None:
+    before = time.time()
+    ours = logs._timestamp(None, "info", {})["timestamp"]
+    theirs = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+    after = time.time()
+    pattern = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+    assert re.fullmatch(pattern, ours) and re.fullmatch(pattern, theirs)
+    stamp = datetime.datetime.fromisoformat(ours.replace("Z", "+00:00")).timestamp()
+    assert before - 1e-6 <= stamp <= after + 1e-6
