@@ -3,6 +3,8 @@ record them, and what is stored, read through the queue's own interface."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from relay.model import (
@@ -68,8 +70,7 @@ async def put(queue: Queue, *events: NewEvent, now: float, window: float = 0.0) 
     return await queue.enqueue(list(events), window, now)
 
 
-async def settle(
-    queue: Queue,
+def settlement(
     d: Leased,
     state: DeliveryState,
     now: float,
@@ -77,8 +78,8 @@ async def settle(
     error: str | None = None,
     status: int | None = None,
     at: float | None = None,
-) -> None:
-    """Record an attempt on ``d`` as a worker would."""
+) -> Settlement:
+    """An attempt on ``d`` as a worker records it."""
     outcome = {
         DeliveryState.SUCCEEDED: AttemptOutcome.SUCCEEDED,
         DeliveryState.PENDING: AttemptOutcome.RETRY,
@@ -88,11 +89,14 @@ async def settle(
     attempt = AttemptRecord(
         d.attempts, now, 1.5, outcome, status, error, "answer", "POST", "u", failed
     )
-    await queue.settle(
-        Settlement(
-            d.id, d.destination, state, now if at is None else at, now, attempt, error, status
-        )
+    return Settlement(
+        d.id, d.destination, state, now if at is None else at, now, attempt, error, status
     )
+
+
+async def settle(queue: Queue, d: Leased, state: DeliveryState, now: float, **how: Any) -> None:
+    """Record an attempt on ``d`` as a worker would (``how``: as :func:`settlement` takes)."""
+    await queue.settle(settlement(d, state, now, **how))
 
 
 async def succeed(queue: Queue, d: Leased, now: float, status: int = 200) -> None:

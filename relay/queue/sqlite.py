@@ -32,7 +32,7 @@ from ..errors import QueueUnavailable
 from . import core
 from .catalogue import Catalogue, load
 from .core import Mode, Notify, OpFactory, Step
-from .multirow import MultiRowInsert
+from .multirow import MultiRow
 from .transport import Transport
 
 T = TypeVar("T")
@@ -75,7 +75,7 @@ class SqliteTransport(Transport):
         self.path = path
         self.catalogue = catalogue or load("sqlite")
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
-        self._multirows: dict[str, MultiRowInsert | None] = {}
+        self._multirows: dict[str, MultiRow | None] = {}
         self._jobs: threadqueue.SimpleQueue[_Job | None] = threadqueue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
@@ -191,11 +191,11 @@ class SqliteTransport(Transport):
             if step.mode is Mode.EXECUTE:
                 return conn.execute(sql, _bind(step.params)).rowcount
             if step.mode is Mode.MANY:
-                insert = self._multirow(sql)
-                if insert is None:
+                form = self._multirow(sql)
+                if form is None:
                     conn.executemany(sql, [_bind(p) for p in step.params])
                 else:
-                    for text, values in insert.chunks([_bind(p) for p in step.params]):
+                    for text, values in form.chunks([_bind(p) for p in step.params]):
                         conn.execute(text, values)
                 return None
             rows: list[Any] = []
@@ -205,9 +205,9 @@ class SqliteTransport(Transport):
 
         return execute
 
-    def _multirow(self, sql: str) -> MultiRowInsert | None:
+    def _multirow(self, sql: str) -> MultiRow | None:
         if sql not in self._multirows:
-            self._multirows[sql] = MultiRowInsert.of(sql)
+            self._multirows[sql] = MultiRow.of(sql)
         return self._multirows[sql]
 
     def _submit(

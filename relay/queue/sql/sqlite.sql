@@ -75,19 +75,31 @@ SELECT g.delivery_id, e.body
  ORDER BY g.created_at, g.rowid;
 
 -- name: settle
+-- Parameters come through a table of values, so the writer settles a whole batch in one
+-- step (relay/queue/multirow.py); for one row it is the plain update.
+WITH v(id, state, available_at, error, status_code, now, owner) AS (
+    VALUES (:id, :state, :available_at, :error, :status_code, :now, :owner))
 UPDATE deliveries
-   SET state = :state, available_at = :available_at, last_error = :error,
-       last_status = :status_code, lease_owner = NULL, updated_at = :now
- WHERE id = :id AND state = 'pending' AND lease_owner = :owner;
+   SET state = v.state, available_at = v.available_at, last_error = v.error,
+       last_status = v.status_code, lease_owner = NULL, updated_at = v.now
+  FROM v
+ WHERE deliveries.id = v.id AND deliveries.state = 'pending'
+   AND deliveries.lease_owner = v.owner;
 
 -- name: insert_attempt
 -- Recorded even when the lease was lost meanwhile (the attempt did happen), but never for
 -- a delivery that no longer exists (`relay forget` may have erased it mid-attempt).
+-- A table of values, as in settle: one step for a batch.
+WITH v(id, destination, n, started_at, duration_ms, outcome, status_code, error, response,
+       method, url, failed) AS (
+    VALUES (:id, :destination, :n, :started_at, :duration_ms, :outcome, :status_code, :error,
+            :response, :method, :url, :failed))
 INSERT INTO attempts (delivery_id, destination, n, started_at, duration_ms, outcome,
                       status_code, error, response, method, url, failed)
-SELECT :id, :destination, :n, :started_at, :duration_ms, :outcome, :status_code, :error,
-       :response, :method, :url, :failed
- WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = :id);
+SELECT v.id, v.destination, v.n, v.started_at, v.duration_ms, v.outcome, v.status_code,
+       v.error, v.response, v.method, v.url, v.failed
+  FROM v
+ WHERE EXISTS (SELECT 1 FROM deliveries WHERE deliveries.id = v.id);
 
 -- name: dead_letters
 SELECT d.id, d.destination, d.event_id, e.event_name, d.attempts, d.last_error,
