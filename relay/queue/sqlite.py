@@ -124,6 +124,12 @@ class SqliteTransport(Transport):
                 self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             conn = self._connect()
             self._migrate(conn)
+            # Statement journals in memory, not in a temporary file per batch: each was
+            # opened, unlinked and written page by page (4 system calls and a page write
+            # per changed page, for every batch of events), and held copies of the pages
+            # it changed, event bodies included, in a file `relay forget` never reaches.
+            # After the migrations, whose index builds may sort a whole table.
+            conn.execute("PRAGMA temp_store=MEMORY")
             return conn
 
         try:
