@@ -16,6 +16,7 @@ import random
 import socket
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -808,3 +809,34 @@ async def test_depth_matches_the_stored_deliveries_through_every_kind_of_change(
         else:
             await queue.prune(cutoffs(now - rng.randint(0, 60)))
         assert (await queue.depth(now)).counts == await truth(), f"after step {step}: {action}"
+
+
+def test_an_sqlite_queue_answers_on_whichever_loop_asks(tmp_path: Path) -> None:
+    """The writer thread answers the loop that asked: the one the queue was opened on
+    (known without a lookup), a later loop in the same thread, or a loop in another."""
+    queue = open_queue(f"sqlite:///{tmp_path / 'q.db'}")
+
+    async def accept(n: int) -> list[str]:
+        accepted = await queue.enqueue([event("a") for _ in range(n)], 0.0, 1000.0)
+        return [a.event_id for a in accepted]
+
+    async def opened_here() -> int:
+        await queue.open()
+        first, second = await asyncio.gather(accept(2), accept(3))
+        return len(first) + len(second)
+
+    assert asyncio.run(opened_here()) == 5
+    assert len(asyncio.run(accept(4))) == 4  # a new loop in the same thread
+    elsewhere: list[int] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(len(asyncio.run(accept(1)))))
+    thread.start()
+    thread.join(30)
+    assert elsewhere == [1]
+
+    async def count_and_close() -> int:
+        try:
+            return len(await stored_events(queue))
+        finally:
+            await queue.close()
+
+    assert asyncio.run(count_and_close()) == 10
