@@ -137,9 +137,13 @@ class Recorder:
             if len(items) == 1:
                 raise
             ok = [await self._settle_alone(w) for w in written]
+        tally: collections.Counter[tuple[Any, Any]] = collections.Counter()
         for (dest, attempt), w, done in zip(items, written, ok, strict=True):
             if done:
-                self._report(dest.name, attempt, w)
+                self._report(dest.name, attempt, w, tally)
+        for (deliveries, attempts), n in tally.items():  # one lock each per batch, not per item
+            deliveries.inc(n)
+            attempts.inc(n)
         return ok
 
     async def _settle_alone(self, written: _Written) -> bool:
@@ -199,13 +203,24 @@ class Recorder:
             )
         return series
 
-    def _report(self, name: str, attempt: Attempt, written: _Written) -> None:
+    def _report(
+        self,
+        name: str,
+        attempt: Attempt,
+        written: _Written,
+        tally: collections.Counter[tuple[Any, Any]] | None = None,
+    ) -> None:
+        """Metrics and the log line of one outcome; ``tally`` collects the counters'
+        increments for the caller to add at once."""
         item, outcome = attempt.item, attempt.outcome
         status, error, response = written.status, written.error, written.response
         label = _LOG_OUTCOME[outcome.kind]
         deliveries, attempts, duration = self._series(name, label, outcome.kind)
-        deliveries.inc()
-        attempts.inc()
+        if tally is None:
+            deliveries.inc()
+            attempts.inc()
+        else:
+            tally[deliveries, attempts] += 1
         duration.observe(attempt.duration)
         fields: dict[str, Any] = {
             "delivery_id": item.id,

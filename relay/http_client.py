@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import socket
 import ssl
@@ -169,9 +170,7 @@ class _AiohttpOpener:
             # Only what the destination's config says: no guessed Content-Type, and no
             # compressed answers (the history keeps their first bytes as text).
             skip_auto_headers=_SKIP_AUTO_HEADERS,
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
-            ),
+            timeout=_client_timeout(timeout),
         )
         return _AiohttpExchange(response)
 
@@ -181,6 +180,15 @@ class _AiohttpOpener:
 
 
 _SKIP_AUTO_HEADERS = frozenset({"Content-Type", "Accept-Encoding"})
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """aiohttp's per-phase timeouts for a destination's timeout (made once per value);
+    the overall deadline is :meth:`Sender.send`'s."""
+    return aiohttp.ClientTimeout(
+        total=None, connect=seconds, sock_connect=seconds, sock_read=seconds
+    )
 
 
 class _AiohttpExchange:

@@ -123,3 +123,57 @@ async def test_metrics_expose_contract_series(
     assert 'relay_queue_depth{destination="crm",state="dead"} 1.0' in text
     assert 'relay_queue_depth{destination="crm",state="pending"} 0.0' in text
     assert 'relay_queue_oldest_pending_age_seconds{destination="crm"} 0.0' in text
+
+
+async def test_outcome_counters_add_up_over_batches_of_mixed_outcomes(
+    tmp_path: Path, sink: Sink, bounced: dict[str, Any]
+) -> None:
+    """Outcomes are written, and counted, a batch at a time: the counters still say
+    exactly what came of every attempt (a 503 is retried, then succeeds)."""
+    db = tmp_path / "q.db"
+    seen_503: set[str] = set()
+
+    def answer(got: Any) -> Answer:
+        user = got.json()["user_id"]
+        if user.endswith("0"):
+            return Answer(404)
+        if user.endswith("1") and user not in seen_503:
+            seen_503.add(user)
+            return Answer(503, {"Retry-After": "0"})
+        return Answer(200)
+
+    sink.respond = answer
+    text = config_text(
+        db,
+        f"""
+        destinations:
+          crm: {{type: http, url: "{sink.url}", concurrency: 8}}
+        routes:
+          - {{name: all, to: [crm]}}
+        """,
+    )
+    async with running_app(text) as client:
+        for i in range(40):
+            await client.post("/webhooks/pushwoosh", json=dict(bounced, user_id=f"u{i}"))
+        queue = client.app.state.runtime.queue
+
+        async def settled() -> bool:
+            states = [str(d.state) for d in await deliveries_of(queue)]
+            return len(states) == 40 and "pending" not in states
+
+        await eventually(settled, timeout=20)
+        expected = [
+            'relay_deliveries_total{destination="crm",outcome="succeeded"} 36.0',
+            'relay_deliveries_total{destination="crm",outcome="dead"} 4.0',
+            'relay_deliveries_total{destination="crm",outcome="retrying"} 4.0',
+            'relay_attempts_total{destination="crm",outcome="succeeded"} 36.0',
+            'relay_attempts_total{destination="crm",outcome="retry"} 4.0',
+            'relay_attempts_total{destination="crm",outcome="dead"} 4.0',
+            'relay_delivery_duration_seconds_count{destination="crm"} 44.0',
+        ]
+
+        async def counted() -> bool:  # counted just after each batch is committed
+            lines = set((await client.get("/metrics")).text.splitlines())
+            return all(line in lines for line in expected)
+
+        await eventually(counted, timeout=5)
