@@ -418,21 +418,61 @@ class DestinationWorker:
 
     def _start_ready(self, loop: asyncio.AbstractEventLoop, dest: Destination, free: int) -> None:
         """Start what was leased ahead, as many as there are free slots."""
-        now = time.time()
-        while free > 0 and self.ready:
-            until, item = self.ready.popleft()
-            if now + dest.spec.timeout >= until:
-                # Its lease would run out mid-send (the queue was slow to take outcomes):
-                # it is due again for anyone, and no longer ours to send.
-                self.inflight_ids.discard(item.id)
-                continue
+        while free > 0 and (item := self._pop_ready(dest)) is not None:
             self._start(loop, dest, item)
             free -= 1
 
+    def _pop_ready(self, dest: Destination) -> Leased | None:
+        """The next delivery leased ahead that is still ours to send, if any."""
+        now = time.time()
+        while self.ready:
+            until, item = self.ready.popleft()
+            if now + dest.spec.timeout < until:
+                return item
+            # Its lease would run out mid-send (the queue was slow to take outcomes):
+            # it is due again for anyone, and no longer ours to send.
+            self.inflight_ids.discard(item.id)
+        return None
+
     def _start(self, loop: asyncio.AbstractEventLoop, dest: Destination, item: Leased) -> None:
-        task = loop.create_task(self._attempt(dest, item))
+        task = loop.create_task(self._slot(loop, dest, item))
         self.inflight.add(task)
         task.add_done_callback(self._slot_freed)
+
+    async def _slot(self, loop: asyncio.AbstractEventLoop, dest: Destination, item: Leased) -> None:
+        """One slot: this delivery, then what was leased ahead, while sending may go on.
+
+        A slot that takes its next delivery itself starts it at once. Handed back
+        through the run loop, each delivery cost a task, a done callback and a
+        wake-up, and the slot stood empty until the run loop's turn came.
+        """
+        following: tuple[Destination, Leased] | None = (dest, item)
+        while following is not None:
+            dest, item = following
+            await self._attempt(dest, item)
+            following = self._next_for_slot(loop)
+
+    def _next_for_slot(self, loop: asyncio.AbstractEventLoop) -> tuple[Destination, Leased] | None:
+        """What a slot that just finished sends next, checked as the run loop checks it;
+        None: the slot ends, and the run loop decides (a hold, a probe, a reload, the
+        limit of outcomes waiting to be written)."""
+        if self.d.stopping or not self.ready or self.probe is not None:
+            return None
+        dest = self.destination()
+        if dest is None or not dest.enabled or dest is not self._limiter_for:
+            return None
+        spec = dest.spec
+        if (
+            len(self.inflight) > spec.concurrency
+            or self.unsettled >= SETTLING_PER_SLOT * spec.concurrency
+            or self.d.health.mode(self.name, time.time()) is not Mode.SEND
+        ):
+            return None
+        item = self._pop_ready(dest)
+        if item is None:
+            return None
+        self._lease_ahead(loop, dest)
+        return dest, item
 
     def _slot_freed(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)

@@ -115,3 +115,25 @@ async def test_a_rate_limited_destination_leases_only_what_it_sends(
         for _ in range(5):
             assert leased_pending(db) <= 2
             await asyncio.sleep(0.05)
+
+
+async def test_slots_taking_the_next_delivery_themselves_keep_to_the_concurrency(
+    tmp_path: Path, bounced: dict[str, Any]
+) -> None:
+    """A slot that frees starts what was leased ahead at once, itself: still never more
+    requests in flight than the destination's concurrency (2 here), and all of them sent.
+
+    Each answer takes DELAY, so a slot's next request arrives at least DELAY after its
+    last: within any DELAY before an arrival, at most two arrivals (that one included).
+    """
+    delay = 0.2
+    db = tmp_path / "q.db"
+    async with draining(db, bounced, delay) as (_, sink):
+        received = sink.wait_for(EVENTS, timeout=20)
+        await eventually(lambda: [s for s, _, _ in leases(db)] == ["succeeded"] * EVENTS)
+    arrivals = sorted(r.at for r in received)
+    for at in arrivals:
+        assert sum(1 for other in arrivals if at - delay + 0.02 < other <= at) <= 2
+    assert attempts_counted(db) == EVENTS
+    # Two at a time, back to back: about EVENTS / 2 answers' time, not a poll per slot.
+    assert arrivals[-1] - arrivals[0] < (EVENTS / 2) * delay + 5.0
