@@ -754,6 +754,35 @@ async def test_concurrent_migrations(pg_url: str) -> None:
             await q.close()
 
 
+@pytest.mark.postgres
+async def test_taking_back_dead_leases_walks_only_the_leased_rows(pg_url: str) -> None:
+    """Every instance runs release_orphans every heartbeat: with a large table the plan
+    must go through the index of leased rows, not through every pending one (or all)."""
+    queue = await _opened(pg_url)
+    await queue.close()
+    sql = load("postgres").sql("release_orphans")
+    async with await pg.connect(pg.schema_of(pg_url)) as conn:
+        await conn.execute(
+            "INSERT INTO relay_events (id, received_at, body)"
+            " SELECT 'e' || g, 1000, '{}' FROM generate_series(1, 50000) g"
+        )
+        await conn.execute(
+            "INSERT INTO relay_deliveries (id, event_id, destination, route, available_at,"
+            " created_at, budget_start, updated_at, lease_owner)"
+            " SELECT 'd' || g, 'e' || g, 'crm', 'r', 3000, 1000, 1000, 1000,"
+            " CASE WHEN g % 5000 = 0 THEN 'gone' END FROM generate_series(1, 50000) g"
+        )
+        await conn.execute("ANALYZE")
+        params = {"now": 1500.0, "alive_since": 1490.0}
+        plan = "\n".join(
+            row[0] for row in await (await conn.execute(f"EXPLAIN {sql}", params)).fetchall()
+        )
+        assert "relay_deliveries_leased" in plan, plan
+        assert "Seq Scan on relay_deliveries" not in plan, plan
+        released = await conn.execute(sql, params)
+        assert released.rowcount == 10  # every lease of the instance that is gone
+
+
 async def test_depth_matches_the_stored_deliveries_through_every_kind_of_change(
     queue: Queue,
 ) -> None:
