@@ -235,24 +235,27 @@ class _TurnWriter:
     they leave in one. Everything else is the connection's transport.
     """
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_held_bytes", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._held_bytes = 0
 
     def write(self, data: bytes) -> None:
         if not self._held:
             self._loop.call_soon(self.flush)
         self._held.append(data)
-        if sum(map(len, self._held)) >= TURN_BYTES:
+        self._held_bytes += len(data)
+        if self._held_bytes >= TURN_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if self._held:
             data = b"".join(self._held)
             self._held.clear()
+            self._held_bytes = 0
             if not self._transport.is_closing():
                 self._transport.write(data)
 
